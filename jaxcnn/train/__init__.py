@@ -1,0 +1,1 @@
+"""Training: state, optimisers, pure steps, parallel wrappers, checkpoints and the loop."""

@@ -1,0 +1,27 @@
+"""The train state: everything a step reads and writes, as one pytree."""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """flax's TrainState (step, params, opt_state, apply_fn, tx) plus batch-norm state and an rng.
+
+  `batch_stats` is an empty dict for networks without batch norm: they take the same path.
+  `rng` is a raw uint32[2] key; per-step keys are folded from it and the step.
+  """
+  batch_stats: Any
+  rng: jax.Array
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, ...], seed: int) -> TrainState:
+  init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
+  variables = model.init({"params": init_key, "dropout": init_key},
+                         jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                           batch_stats=variables.get("batch_stats", {}), rng=state_key)

@@ -1,0 +1,112 @@
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import lenet_fashion_mnist
+from jaxcnn import models
+from jaxcnn.data import sources
+from jaxcnn.train import checkpoint, loop, steps
+from jaxcnn.train.parallel import JitParallel
+from jaxcnn.train.state import create_train_state
+from tests.conftest import needs_fashion_mnist
+
+
+def _lenet_state(seed=0, tx=None):
+  model = models.create("lenet5", num_classes=10)
+  return create_train_state(model, tx or optax.adam(1e-3), (28, 28, 1), seed)
+
+
+def _batch(n=64, seed=0):
+  """Noise images with a bright band whose row says the label: learnable in a few steps."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 10, n).astype(np.int32)
+  images = 0.3 * rng.random((n, 28, 28, 1), dtype=np.float32)
+  for i, label in enumerate(labels):
+    images[i, 2 * label + 4:2 * label + 7] = 1.0
+  return {"image": images, "label": labels}
+
+
+def test_train_step_lowers_loss_on_a_fixed_batch():
+  parallel = JitParallel()
+  state = parallel.put_state(_lenet_state(tx=optax.adam(1e-2)))
+  step = parallel.compile_train_step(steps.train_step)
+  batch = parallel.put_batch(_batch())
+  losses = []
+  for _ in range(60):
+    state, m = step(state, batch)
+    losses.append(float(m.compute()["loss"]))
+  assert int(state.step) == 60
+  assert losses[-1] < 0.25 * losses[0]
+
+
+def test_eval_counts_every_example_once_with_an_uneven_batch():
+  # 10,000 examples, global eval batch 296 (8 devices x 37): 34 batches, the last padded.
+  rng = np.random.default_rng(0)
+  split = sources.Split(rng.integers(0, 256, (10_000, 28, 28, 1), dtype=np.uint8),
+                        rng.integers(0, 10, 10_000).astype(np.int32), tuple("abcdefghij"))
+  config = lenet_fashion_mnist.get_config()
+  config.eval_batch_size = 296
+  parallel = JitParallel()
+  state = _lenet_state()
+  summary = loop.evaluate(parallel.compile_eval_step(steps.eval_step), parallel,
+                          parallel.put_state(state), split, config)
+  assert summary["num_examples"] == 10_000
+  logits = state.apply_fn({"params": state.params}, split.images / np.float32(255), train=False)
+  want_acc = float((np.argmax(logits, -1) == split.labels).mean())
+  want_loss = float(steps.cross_entropy(logits, split.labels, 10).mean())
+  assert summary["accuracy"] == pytest.approx(want_acc, abs=1e-6)
+  assert summary["loss"] == pytest.approx(want_loss, rel=1e-5)
+
+
+def test_checkpoint_round_trip_restores_an_identical_state(tmp_path):
+  parallel = JitParallel()
+  state = parallel.put_state(_lenet_state(seed=1))
+  step = parallel.compile_train_step(steps.train_step)
+  for i in range(3):
+    state, _ = step(state, parallel.put_batch(_batch(seed=i)))
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2)
+  ckpt.save(3, state, {"model": "lenet5", "epoch": 1}, metrics={"test_accuracy": 0.5})
+  ckpt.wait()
+  restored, record = ckpt.restore(3, parallel.put_state(_lenet_state(seed=2)))
+  assert record["model"] == "lenet5"
+  got, want = jax.tree.leaves_with_path(restored), jax.tree.leaves_with_path(state)
+  assert [p for p, _ in got] == [p for p, _ in want]
+  for (path, a), (_, b) in zip(got, want):
+    assert a.dtype == b.dtype, path
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path))
+  ckpt.close()
+
+
+def _read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+@needs_fashion_mnist
+def test_short_real_run_learns_and_resumes_exactly(tmp_path):
+  config = lenet_fashion_mnist.get_config()
+  config.num_train_steps = 150  # part of the first epoch (234 steps)
+  config.progress_every_secs = 1e9
+  workdir = str(tmp_path / "resumed")
+  first = loop.train_and_evaluate(config, workdir)
+  assert first["num_examples"] == 10_000
+  assert first["accuracy"] > 0.35  # chance is 0.10
+
+  # The same command with a longer budget resumes from step 150 ...
+  config.num_train_steps = 200
+  resumed = loop.train_and_evaluate(config, workdir)
+  rows = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert [(r["step"], r["split"]) for r in rows] == [
+      (150, "train"), (150, "test"), (200, "train"), (200, "test")]
+  assert rows[2]["num_examples"] == 50 * 256  # only the 50 new steps were trained
+  assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 200
+
+  # ... and ends exactly where an uninterrupted 200-step run does.
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+  assert resumed == pytest.approx(straight, rel=0, abs=0)
