@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.lr_decay_epochs = ()
   c.lr_decay_factor = 0.1
   c.label_smoothing = 0.0
+  c.aux_loss_weight = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
   c.seed = 0
   # Checkpoints and logs.
   c.checkpoint_every_epochs = 1

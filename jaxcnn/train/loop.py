@@ -81,7 +81,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(state.step)
 
   p_train_step = parallel.compile_train_step(
-      functools.partial(steps.train_step, label_smoothing=config.label_smoothing))
+      functools.partial(steps.train_step, label_smoothing=config.label_smoothing,
+                        aux_loss_weight=config.aux_loss_weight))
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   log = RunLog(workdir)
