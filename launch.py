@@ -1,5 +1,11 @@
-"""Runs one experiment: python launch.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE]."""
+"""Runs one experiment: python launch.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE].
+
+Exit codes: 0 done; 2 a mistake in the command, config or data (one sentence on stderr);
+75 preempted (SIGTERM/SIGINT; a checkpoint was written: rerun the same command);
+1 training diverged (non-finite loss) or an unexpected error.
+"""
 import logging as std_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -7,10 +13,22 @@ from ml_collections import config_flags
 
 from jaxcnn.errors import EXIT_USAGE, UserError
 
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again later
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
-flags.mark_flags_as_required(["config", "workdir"])
+_FRESH = flags.DEFINE_bool("fresh", False, "Move the workdir's checkpoints aside and start over.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for several processes (multi-host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
+
+# Environment variables that mean "one of several processes", for jax.distributed's own
+# cluster detection (SLURM, Open MPI, Cloud TPU pods).
+_CLUSTER_HINTS = {"SLURM_NTASKS": lambda v: int(v) > 1,
+                  "OMPI_COMM_WORLD_SIZE": lambda v: int(v) > 1,
+                  "TPU_WORKER_HOSTNAMES": lambda v: "," in v}
 
 
 class _QuietCheckpointLogs(std_logging.Filter):
@@ -20,18 +38,60 @@ class _QuietCheckpointLogs(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
+def _fail(message: str, code: int = EXIT_USAGE):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _parse_flags(argv):
+  """absl's parser, with mistakes reported in one sentence and exit code 2."""
+  try:
+    rest = flags.FLAGS(argv)
+  except AttributeError as e:  # ml_collections: an override of a field the config lacks
+    key_error = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e
+    field, *hint = str(key_error.args[0] if key_error.args else key_error).splitlines()
+    hint = f" ({hint[0][0].lower()}{hint[0][1:]})" if hint else ""
+    _fail(f"unknown config field {field}{hint}; the fields are listed in configs/default.py")
+  except (flags.Error, TypeError, ValueError) as e:
+    _fail(f"{e}. See --help.".replace("..", "."))
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    _fail("--config=configs/NAME.py and --workdir=DIR are required")
+  try:
+    _CONFIG.value.get("model")  # config_flags defers a failed load to the first access
+  except OSError as e:
+    _fail(f"cannot load the config: {str(e).splitlines()[-1].strip()}")
+  return rest
+
+
+def _init_distributed():
+  import jax  # slow import: only once the flags are good
+  explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
+  detected = any(k in os.environ and ok(os.environ[k]) for k, ok in _CLUSTER_HINTS.items())
+  if explicit:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  elif detected or _COORDINATOR.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
+  _init_distributed()
   from jaxcnn.train import loop  # after flag parsing: jax and tf are slow to import
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except UserError as e:
     logging.flush()
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_USAGE)
+    _fail(str(e))
+  except loop.Preempted as e:
+    logging.flush()
+    _fail(str(e), EXIT_PREEMPTED)
+  except loop.NonFiniteLoss as e:
+    logging.flush()
+    _fail(str(e), 1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -32,8 +32,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
   c.seed = 0
+  # Devices.
+  c.parallelism = "jit"  # jit (Mesh + NamedSharding) | pmap
+  c.sync_batch_norm = True  # False: per-replica batch statistics, as the papers
   # Checkpoints and logs.
   c.checkpoint_every_epochs = 1
+  c.checkpoint_every_steps = 0  # 0: only at epoch ends (and on preemption)
+  c.log_every_steps = 100  # host-device sync interval: non-finite check
+  c.skip_nonfinite_steps = False  # False: stop at a non-finite loss; True: skip the step
   c.keep_checkpoints = 3  # the latest N; the best by test accuracy is kept as well
   c.progress_every_secs = 30.0
   return c

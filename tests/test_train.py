@@ -71,10 +71,14 @@ def test_checkpoint_round_trip_restores_an_identical_state(tmp_path):
   for i in range(3):
     state, _ = step(state, parallel.put_batch(_batch(seed=i)))
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2)
-  ckpt.save(3, state, {"model": "lenet5", "epoch": 1}, metrics={"test_accuracy": 0.5})
+  metrics = parallel.put_state(steps.Metrics.empty())
+  ckpt.save(3, state, {"model": "lenet5", "epoch": 1}, train_metrics=metrics,
+            metrics={"test_accuracy": 0.5})
   ckpt.wait()
-  restored, record = ckpt.restore(3, parallel.put_state(_lenet_state(seed=2)))
-  assert record["model"] == "lenet5"
+  target = parallel.host_state(_lenet_state(seed=2))
+  restored, _ = ckpt.restore(3, parallel.abstract_checkpoint(target),
+                             parallel.abstract_checkpoint(parallel.host_state(metrics)))
+  assert ckpt.read_record(3)["model"] == "lenet5"
   got, want = jax.tree.leaves_with_path(restored), jax.tree.leaves_with_path(state)
   assert [p for p, _ in got] == [p for p, _ in want]
   for (path, a), (_, b) in zip(got, want):

@@ -1,20 +1,27 @@
-"""Orbax checkpoints of the train state plus a small JSON record of the run.
+"""Orbax checkpoints of the train state, the epoch's running metrics and a JSON record.
 
 Kept: the latest `keep` checkpoints and the best one by test accuracy. Orbax writes each
-checkpoint to a temporary directory and renames it when complete, so an interrupted save
-never damages an earlier checkpoint. Nothing is pickled: arrays go to tensorstore, the
-record to JSON.
+checkpoint into a temporary directory and renames it when complete, so a save interrupted at
+any moment never damages an earlier checkpoint. A checkpoint that cannot be read is moved
+aside to `WORKDIR/checkpoints.damaged/` (never deleted) and the previous one is used.
+Nothing is pickled: arrays go to tensorstore, the record to JSON.
 """
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxcnn.errors import UserError
 
 BEST_METRIC = "test_accuracy"
+# Record fields that must match the config for a checkpoint to be resumed.
+IDENTITY_FIELDS = ("model", "dataset", "num_classes", "image_shape")
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -23,6 +30,7 @@ def _best_metric(metrics: dict[str, float]) -> float:
 
 class Checkpointer:
   def __init__(self, directory: str, keep: int = 3):
+    self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         best_fn=_best_metric, best_mode="max",
         preservation_policy=policies.AnyPreservationPolicy([
@@ -31,8 +39,8 @@ class Checkpointer:
                            keep_checkpoints_without_metrics=False),
         ]),
         create=True)
-    self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                         item_names=("state", "record"))
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "train_metrics", "record"))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -40,27 +48,72 @@ class Checkpointer:
   def best_step(self) -> int | None:
     return self.manager.best_step()
 
-  def save(self, step: int, state, record: dict[str, Any], metrics: dict[str, float]) -> None:
+  def save(self, step: int, state, record: dict[str, Any], *, train_metrics,
+           metrics: dict[str, float] | None = None) -> None:
+    """Saves (asynchronously) `state` and `train_metrics` (globally replicated arrays)."""
     self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
-        metrics=metrics)
+        state=ocp.args.StandardSave(state), train_metrics=ocp.args.StandardSave(train_metrics),
+        record=ocp.args.JsonSave(record)), metrics=metrics)
 
-  def restore(self, step: int, target_state) -> tuple[Any, dict[str, Any]]:
-    """Restores checkpoint `step` into the structure, shapes and shardings of `target_state`."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
-    record = self.manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
-    try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
-    except (ValueError, KeyError, TypeError) as e:
-      raise UserError(
-          f"The checkpoint at step {step} in {self.manager.directory} does not fit this "
-          f"config (it was written for model {record.get('model')!r}); use a new workdir "
-          f"or delete the old checkpoints.") from e
-    return restored["state"], record
+  def read_record(self, step: int) -> dict[str, Any]:
+    return self.manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+
+  def restore(self, step: int, abstract_state, abstract_metrics):
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        train_metrics=ocp.args.StandardRestore(abstract_metrics)))
+    return restored["state"], restored["train_metrics"]
+
+  def restore_latest(self, abstract_state, abstract_metrics, identity: dict[str, Any]):
+    """(state, train_metrics, record) of the newest readable checkpoint, or None if there is none.
+
+    Raises UserError when the checkpoints were written for another model or data shape.
+    """
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        record = self.read_record(step)
+      except Exception as e:  # unreadable: damaged or partial
+        self._set_aside(step, e)
+        continue
+      theirs = {k: record.get(k) for k in IDENTITY_FIELDS}
+      if theirs != identity:
+        raise UserError(
+            f"{self.directory} holds checkpoints of another run ({theirs}, this config: "
+            f"{identity}); use another --workdir, or pass --fresh to move them aside and "
+            f"start over.")
+      try:
+        state, train_metrics = self.restore(step, abstract_state, abstract_metrics)
+      except Exception as e:
+        self._set_aside(step, e)
+        continue
+      return state, train_metrics, record
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    aside = self.directory + ".damaged"
+    logging.warning("The checkpoint %s/%d cannot be read (%s: %s); moving it to %s and "
+                    "using the previous one.", self.directory, step, type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "", aside)
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)),
+                  os.path.join(aside, f"{step}-{int(time.time())}"))
+    multihost_utils.sync_global_devices("checkpoint_set_aside")
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
     self.manager.close()
+
+
+def move_aside(directory: str) -> str | None:
+  """--fresh: renames an existing checkpoint directory (nothing is deleted); returns the new name."""
+  if not os.path.isdir(directory) or not os.listdir(directory):
+    return None
+  target = f"{directory}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+  if jax.process_index() == 0:
+    os.rename(directory, target)
+  multihost_utils.sync_global_devices("checkpoint_move_aside")
+  return target

@@ -36,5 +36,7 @@ class RunLog:
 def summarize(metrics) -> dict[str, float]:
   """clu Metrics -> plain floats, with the number of examples counted."""
   values = {k: float(v) for k, v in metrics.compute().items()}
+  if values.pop("nonfinite_steps", 0):  # reported only when some step was skipped
+    values["skipped_steps"] = int(metrics.nonfinite_steps.count)
   values["num_examples"] = int(metrics.accuracy.count)
   return values

@@ -1,21 +1,26 @@
 """train_and_evaluate: the whole training loop in one place."""
+import dataclasses
 import functools
-import json
 import os
 import time
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from clu import periodic_actions
 
 from jaxcnn import models
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
-from jaxcnn.train import checkpoint, optim, steps
+from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, steps
 from jaxcnn.train.logs import RunLog, summarize
-from jaxcnn.train.parallel import JitParallel
+from jaxcnn.train.preemption import Preempted, PreemptionWatch
 from jaxcnn.train.state import create_train_state
+
+
+class NonFiniteLoss(Exception):
+  """The loss or a gradient became NaN or infinite (and config.skip_nonfinite_steps is off)."""
 
 
 def _print(msg: str) -> None:
@@ -30,96 +35,172 @@ def evaluate(eval_step, parallel, state, split, config) -> dict[str, float]:
   for batch in pipeline.eval_batches(split, global_batch_size=config.eval_batch_size,
                                      preprocess=fn, process_index=jax.process_index(),
                                      process_count=jax.process_count()):
-    m = eval_step(state, parallel.put_batch(batch))
+    m = parallel.metrics(eval_step(state, parallel.put_batch(batch)))
     total = m if total is None else total.merge(m)
   return summarize(total)
 
 
-def _run_record(config, epoch: int, step: int, class_names) -> dict:
-  """The JSON record saved beside each checkpoint: what it is and where the run stood."""
-  return {"model": config.model, "dataset": config.dataset, "num_classes": config.num_classes,
-          "epoch": epoch, "step": step, "class_names": list(class_names)}
+@dataclasses.dataclass
+class Run:
+  """What the loop derives from the config before the first step."""
+  config: ml_collections.ConfigDict
+  parallel: parallel_lib.JitParallel | parallel_lib.PmapParallel
+  train_split: sources.Split
+  test_split: sources.Split
+  steps_per_epoch: int
+  total_steps: int
+  train_preprocess: callable
+  image_shape: tuple[int, ...]
+  model: object
+  tx: object
+
+  @property
+  def identity(self) -> dict:
+    """What a checkpoint must match to be resumed by this config."""
+    c = self.config
+    return {"model": c.model, "dataset": c.dataset, "num_classes": c.num_classes,
+            "image_shape": list(self.image_shape)}
+
+  def record(self, epoch: int, step: int) -> dict:
+    """The JSON record saved beside each checkpoint."""
+    return {**self.identity, "epoch": epoch, "step": step,
+            "class_names": list(self.train_split.class_names)}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last test metrics."""
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  parallel = JitParallel()
+def prepare(config: ml_collections.ConfigDict) -> Run:
+  """Checks the config against the devices and the data; everything a person can fix fails here."""
+  parallel = parallel_lib.create(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-
   train_split = sources.load(config.dataset, "train", config.data_dir, config.download)
   test_split = sources.load(config.dataset, "test", config.data_dir, config.download)
   if len(train_split.class_names) != config.num_classes:
     raise UserError(f"config.num_classes={config.num_classes} but {config.dataset} has "
                     f"{len(train_split.class_names)} classes.")
-
   steps_per_epoch = train_split.num_examples // config.batch_size
   if steps_per_epoch == 0:
     raise UserError(f"config.batch_size={config.batch_size} is larger than the "
                     f"{train_split.num_examples} training examples.")
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else config.num_epochs * steps_per_epoch)
-
-  model = models.create(config.model, num_classes=config.num_classes, **config.model_options)
-  tx = optim.create_optimizer(config, steps_per_epoch, total_steps)
   train_fn = pipeline.make_preprocess(preprocess.get(config.train_preprocess), config)
-  image_shape = train_fn(train_split.images[0], None).shape
-  state = create_train_state(model, tx, tuple(image_shape), config.seed)
+  preprocess.get(config.eval_preprocess)  # fail early on an unknown name
+  image_shape = tuple(int(d) for d in train_fn(train_split.images[0], np.zeros(2, np.int64)).shape)
+  model = create_model(config, parallel)
+  tx = optim.create_optimizer(config, steps_per_epoch, total_steps)
+  return Run(config, parallel, train_split, test_split, steps_per_epoch, total_steps, train_fn,
+             image_shape, model, tx)
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 keep=config.keep_checkpoints)
-  start = ckpt.latest_step()
-  if start is not None:
-    state, record = ckpt.restore(start, state)
-    _print(f"Resuming from the checkpoint at step {start} (epoch {record['epoch']}).")
+
+def create_model(config, parallel):
+  model = models.create(config.model, num_classes=config.num_classes, **config.model_options)
+  if parallel.bn_axis_name is not None and hasattr(model, "bn_axis_name"):
+    model = model.clone(bn_axis_name=parallel.bn_axis_name)  # synchronised batch norm
+  return model
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       fresh: bool = False) -> dict[str, float]:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the last test metrics.
+
+  Raises UserError for mistakes in the config or data, Preempted after a SIGTERM/SIGINT
+  checkpoint, NonFiniteLoss when training diverges.
+  """
+  run = prepare(config)
+  parallel = run.parallel
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  state = create_train_state(run.model, run.tx, run.image_shape, config.seed)
+  train_metrics = steps.Metrics.empty()
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if fresh and (moved := checkpoint.move_aside(ckpt_dir)):
+    _print(f"--fresh: moved the earlier checkpoints to {moved}.")
+  ckpt = checkpoint.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+  restored = ckpt.restore_latest(parallel.abstract_checkpoint(parallel.host_state(state)),
+                                 parallel.abstract_checkpoint(parallel.host_state(train_metrics)),
+                                 run.identity)
+  if restored is not None:
+    state, train_metrics, record = restored
+    train_metrics = parallel.host_state(train_metrics)
+    _print(f"Resuming from the checkpoint at step {record['step']} (epoch {record['epoch']}).")
   state = parallel.put_state(state)
-  start_step = int(state.step)
+  start_step = int(parallel.host_state(state.step))
 
-  p_train_step = parallel.compile_train_step(
-      functools.partial(steps.train_step, label_smoothing=config.label_smoothing,
-                        aux_loss_weight=config.aux_loss_weight))
+  step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight)
+  p_train_step = parallel.compile_train_step(functools.partial(steps.train_step, **step_kw))
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
+  def save(step: int, epoch: int, metrics=None):
+    ckpt.save(step, parallel.checkpointable(state), run.record(epoch, step),
+              train_metrics=parallel_lib.replicate_on_mesh(parallel.host_state(train_metrics),
+                                                           parallel.replicated),
+              metrics=metrics)
+
   log = RunLog(workdir)
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=log.writer,
+  progress = periodic_actions.ReportProgress(num_train_steps=run.total_steps, writer=log.writer,
                                              every_secs=config.progress_every_secs)
   batches = pipeline.train_batches(
-      train_split, global_batch_size=config.batch_size, seed=config.seed, start_step=start_step,
-      preprocess=train_fn, process_index=jax.process_index(), process_count=jax.process_count())
+      run.train_split, global_batch_size=config.batch_size, seed=config.seed,
+      start_step=start_step, preprocess=run.train_preprocess,
+      process_index=jax.process_index(), process_count=jax.process_count())
 
   test_summary = {}
-  train_metrics, epoch_start = None, time.time()
-  for step in range(start_step + 1, total_steps + 1):
-    state, m = p_train_step(state, parallel.put_batch(next(batches)))
-    train_metrics = m if train_metrics is None else train_metrics.merge(m)
-    progress(step)
-    if step % steps_per_epoch and step != total_steps:
-      continue
-    # End of an epoch (or of the run): summarise, evaluate on the whole test split.
-    epoch = -(-step // steps_per_epoch)
-    train_summary = summarize(train_metrics)
-    train_time = time.time() - epoch_start
-    test_summary = evaluate(p_eval_step, parallel, state, test_split, config)
-    epoch_time = time.time() - epoch_start
-    log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
-    log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
-    log.flush()
-    _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
-           f"train acc {train_summary['accuracy']:.3f}, test acc {test_summary['accuracy']:.3f}, "
-           f"time {epoch_time:.1f} sec (train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
-    if epoch % config.checkpoint_every_epochs == 0 or step == total_steps:
-      ckpt.save(step, state, _run_record(config, epoch, step, train_split.class_names),
-                metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]})
-    train_metrics, epoch_start = None, time.time()
+  epoch_start = time.time()
+  with PreemptionWatch() as preemption:
+    for step in range(start_step + 1, run.total_steps + 1):
+      state, m = p_train_step(state, parallel.put_batch(next(batches)))
+      train_metrics = train_metrics.merge(parallel.metrics(m))
+      progress(step)
+      epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
+      end_of_epoch = step_in_epoch == 0 or step == run.total_steps
+      if end_of_epoch or step % config.log_every_steps == 0:
+        _check_finite(train_metrics, config)  # the only host-device sync between epochs
+      if end_of_epoch:
+        epoch = -(-step // run.steps_per_epoch)
+        train_summary = summarize(train_metrics)
+        train_time = time.time() - epoch_start
+        test_summary = evaluate(p_eval_step, parallel, state, run.test_split, config)
+        epoch_time = time.time() - epoch_start
+        log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
+        log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
+        log.flush()
+        _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
+               f"train acc {train_summary['accuracy']:.3f}, "
+               f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
+               f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
+        train_metrics, epoch_start = steps.Metrics.empty(), time.time()
+        if epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
+          save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]})
+      elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+        save(step, epoch)
+      if preemption.should_stop(step):
+        if not end_of_epoch:
+          _check_finite(train_metrics, config)
+          save(step, epoch)
+        ckpt.wait()
+        raise Preempted(step)
 
   ckpt.wait()
   ckpt.close()
   log.close()
-  if start_step >= total_steps:
-    _print(f"Nothing to do: the checkpoint in {workdir} is already at step {start_step} of {total_steps}.")
+  if start_step >= run.total_steps:
+    _print(f"Nothing to do: the checkpoint in {workdir} is already at step {start_step} "
+           f"of {run.total_steps}.")
   return test_summary
+
+
+def _check_finite(train_metrics, config) -> None:
+  bad = train_metrics.nonfinite_steps
+  count = int(bad.count)
+  if count and not config.skip_nonfinite_steps:
+    raise NonFiniteLoss(
+        f"The loss or gradients became non-finite at step {int(bad.first_step)}; training "
+        f"stopped and the last good checkpoint is kept (set config.skip_nonfinite_steps=True "
+        f"to skip such steps, or lower the learning rate).")
+  if count:
+    logging.warning("%d step(s) with a non-finite loss were skipped so far this epoch "
+                    "(the first at step %d).", count, int(bad.first_step))

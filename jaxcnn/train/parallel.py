@@ -1,19 +1,55 @@
-"""Compiling the pure steps for the devices: jax.jit over a data-parallel Mesh.
+"""Compiling the pure steps for the devices: jax.jit over a Mesh, or jax.pmap.
 
-The batch is sharded along the `data` axis and the train state replicated, so XLA
-inserts the gradient all-reduce; batch norm then normalises over the global batch.
+Both wrap the same `train_step` / `eval_step`; the step takes `axis_name` (None under plain
+jit, where XLA inserts the collectives itself).
+
+- "jit", sync_batch_norm=True: jit with the batch sharded on the `data` axis of a Mesh and the
+  state replicated. Batch norm sees the global batch, i.e. it is synchronised.
+- "jit", sync_batch_norm=False: the step runs per device inside `jax.shard_map` over the same
+  Mesh, so batch norm normalises each device's share (the papers' per-replica behaviour);
+  gradients are averaged with `lax.pmean`.
+- "pmap": `jax.pmap` over the local devices with axis `batch`; gradients and metrics are
+  averaged across all devices of all hosts. With sync_batch_norm the model's BatchNorm layers
+  get `axis_name` and average their batch statistics over the replicas.
+
+Per-replica batch norm keeps one well-defined state: the step averages the replicas' running
+statistics (`lax.pmean`) after every update. Because the running statistics are an
+exponential moving average, a linear function of the batch statistics, this equals averaging
+the replicas' running statistics before evaluation or checkpointing, as Flax's ImageNet
+example does, and the state stays identical on every replica, so what is evaluated and saved
+is the same whatever the path.
+
+Checkpoints always hold the state as globally replicated arrays on the Mesh, so a checkpoint
+written by one path restores into the other.
 """
+import functools
+
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcnn.errors import UserError
 
 DATA_AXIS = "data"
+PMAP_AXIS = "batch"
 
 
-class JitParallel:
-  """Places state and batches on a 1-D device mesh and jit-compiles steps for it."""
+def replicate_on_mesh(tree, sharding: NamedSharding):
+  """Host values (identical on every process) -> globally replicated jax.Arrays."""
+
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(put, tree)
+
+
+class _Parallel:
+  """What the loop needs from a parallel path; see JitParallel and PmapParallel."""
+  name: str
+  axis_name: str | None = None  # collectives inside the step
+  bn_axis_name: str | None = None  # the model's BatchNorm averages over this axis
 
   def __init__(self, devices=None):
     self.devices = list(devices or jax.devices())
@@ -26,22 +62,127 @@ class JitParallel:
     return len(self.devices)
 
   def check_batch_size(self, global_batch_size: int, what: str = "batch_size") -> None:
-    if global_batch_size % self.num_devices:
+    multiple = self.num_devices  # jax.devices() spans every process
+    if global_batch_size % multiple:
       raise UserError(f"config.{what}={global_batch_size} does not divide evenly over "
-                      f"{self.num_devices} devices; use a multiple of {self.num_devices}.")
+                      f"{multiple} devices; use a multiple of {multiple}.")
+
+  def host_state(self, state):
+    """A numpy copy of a replicated state (or of host values), the same on every process."""
+    return jax.tree.map(
+        lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x),
+        state)
+
+  def checkpointable(self, state):
+    """The state as globally replicated arrays on the Mesh (the checkpoint layout)."""
+    raise NotImplementedError
+
+  def abstract_checkpoint(self, host_state):
+    """ShapeDtypeStructs of the checkpoint layout, the target for restoring."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=self.replicated),
+        host_state)
+
+
+class JitParallel(_Parallel):
+  """jax.jit over a 1-D Mesh of all devices; see the module docstring."""
+  name = "jit"
+
+  def __init__(self, devices=None, per_replica_batch_norm: bool = False):
+    super().__init__(devices)
+    self.per_replica = per_replica_batch_norm
+    self.axis_name = DATA_AXIS if per_replica_batch_norm else None
+
+  def _shard_mapped(self, fn, out_specs):
+    return jax.shard_map(functools.partial(fn, axis_name=DATA_AXIS), mesh=self.mesh,
+                         in_specs=(P(), P(DATA_AXIS)), out_specs=out_specs)
 
   def compile_train_step(self, step_fn):
+    if self.per_replica:
+      step_fn = self._shard_mapped(step_fn, out_specs=(P(), P()))
     return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
   def compile_eval_step(self, step_fn):
+    if self.per_replica:
+      step_fn = self._shard_mapped(step_fn, out_specs=P())
     return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
                    out_shardings=self.replicated)
 
   def put_state(self, state):
-    return jax.device_put(state, self.replicated)
+    if all(isinstance(x, jax.Array) and x.sharding == self.replicated
+           for x in jax.tree.leaves(state)):
+      return state
+    return replicate_on_mesh(self.host_state(state), self.replicated)
 
   def put_batch(self, local_batch):
     """This process's share of a global batch -> one global array sharded on `data`."""
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
+
+  def metrics(self, step_metrics):
+    return step_metrics
+
+  def checkpointable(self, state):
+    return state
+
+
+class PmapParallel(_Parallel):
+  """jax.pmap over this process's devices, collectives across all processes' devices."""
+  name = "pmap"
+  axis_name = PMAP_AXIS
+
+  def __init__(self, devices=None, sync_batch_norm: bool = False):
+    super().__init__(devices)
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
+    self.local_mesh = Mesh(np.array(self.local_devices), (PMAP_AXIS,))
+    self.bn_axis_name = PMAP_AXIS if sync_batch_norm else None
+
+  def compile_train_step(self, step_fn):
+    return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                    devices=self.local_devices, donate_argnums=(0,))
+
+  def compile_eval_step(self, step_fn):
+    return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                    devices=self.local_devices)
+
+  def host_state(self, state):
+    """The first replica's copy; pmapped arrays carry a leading device axis."""
+    def first(x):
+      if isinstance(x, jax.Array) and not x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0)).reshape(x.shape[1:])
+      return super(PmapParallel, self).host_state(x)
+    return jax.tree.map(first, state)
+
+  def put_state(self, state):
+    host = super().host_state(state)  # from host values or the Mesh layout of a checkpoint
+    n = len(self.local_devices)
+    sharding = NamedSharding(self.local_mesh, P(PMAP_AXIS))
+    return jax.tree.map(
+        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n, *np.shape(x))), sharding),
+        host)
+
+  def put_batch(self, local_batch):
+    """This process's share -> [local devices, per-device batch, ...], one slice per device."""
+    n = len(self.local_devices)
+    sharding = NamedSharding(self.local_mesh, P(PMAP_AXIS))
+    return jax.tree.map(
+        lambda x: jax.device_put(x.reshape(n, x.shape[0] // n, *x.shape[1:]), sharding),
+        local_batch)
+
+  def metrics(self, step_metrics):
+    """Metrics are reduced over all devices inside the step: take the first replica's copy."""
+    return step_metrics.unreplicate()
+
+  def checkpointable(self, state):
+    return replicate_on_mesh(self.host_state(state), self.replicated)
+
+
+def create(config: ml_collections.ConfigDict, devices=None) -> _Parallel:
+  name = config.get("parallelism", "jit")
+  sync = config.get("sync_batch_norm", True)
+  if name == "jit":
+    return JitParallel(devices, per_replica_batch_norm=not sync)
+  if name == "pmap":
+    return PmapParallel(devices, sync_batch_norm=sync)
+  raise UserError(f"Unknown parallelism {name!r}; valid values are: jit, pmap.")

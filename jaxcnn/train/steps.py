@@ -10,10 +10,50 @@ from clu import metrics
 from jaxcnn.train.state import TrainState
 
 
+_NO_STEP = jnp.iinfo(jnp.int32).max
+
+
 @flax.struct.dataclass
-class Metrics(metrics.Collection):
+class NonFiniteSteps(metrics.Metric):
+  """How many steps had a non-finite loss or gradient, and the first of them.
+
+  Written for this project: clu has no such metric. Every replica sees the same (averaged)
+  gradients, so combining replicas keeps one copy, while merging steps adds them up.
+  """
+  count: jnp.ndarray
+  first_step: jnp.ndarray
+
+  @classmethod
+  def from_model_output(cls, *, nonfinite_step: jnp.ndarray, **_) -> "NonFiniteSteps":
+    bad = nonfinite_step != _NO_STEP
+    return cls(count=bad.astype(jnp.int32), first_step=jnp.asarray(nonfinite_step, jnp.int32))
+
+  @classmethod
+  def empty(cls) -> "NonFiniteSteps":
+    return cls(count=jnp.array(0, jnp.int32), first_step=jnp.array(_NO_STEP, jnp.int32))
+
+  def merge(self, other: "NonFiniteSteps") -> "NonFiniteSteps":
+    return type(self)(count=self.count + other.count,
+                      first_step=jnp.minimum(self.first_step, other.first_step))
+
+  def _reduce_merge(self, other: "NonFiniteSteps") -> "NonFiniteSteps":
+    return self
+
+  def compute(self) -> jnp.ndarray:
+    return self.count
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
   loss: metrics.Average.from_output("loss")
   accuracy: metrics.Accuracy
+
+
+@flax.struct.dataclass
+class Metrics(metrics.Collection):  # clu reads only the class's own annotations
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Accuracy
+  nonfinite_steps: NonFiniteSteps
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int,
@@ -36,13 +76,18 @@ def split_outputs(outputs) -> tuple[jax.Array, tuple[jax.Array, ...]]:
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                label_smoothing: float = 0.0,
-               aux_loss_weight: float = 0.3) -> tuple[TrainState, Metrics]:
+               aux_loss_weight: float = 0.3,
+               axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One optimisation step on `batch`; returns the new state and the batch's metrics.
 
   The loss is the main head's cross-entropy plus `aux_loss_weight` times each auxiliary
   head's (GoogLeNet's 0.3); the reported loss and accuracy are the main head's.
+  With `axis_name` (pmap, shard_map) `batch` is this replica's share: gradients, running
+  batch-norm statistics and metrics are averaged or gathered over the replicas.
   """
   dropout_key = jax.random.fold_in(state.rng, state.step)
+  if axis_name is not None:  # a different dropout mask on every replica
+    dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
 
   def loss_fn(params):
     outputs, new_model_state = state.apply_fn(
@@ -57,18 +102,41 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                                               label_smoothing).mean()
     return loss, (per_example, logits, new_model_state)
 
-  grads, (per_example, logits, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(
-      grads=grads, batch_stats=new_model_state.get("batch_stats", state.batch_stats))
-  step_metrics = Metrics.single_from_model_output(
-      loss=per_example, logits=logits, labels=batch["label"])
-  return new_state, step_metrics
+  (loss, (per_example, logits, new_model_state)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  batch_stats = new_model_state.get("batch_stats", state.batch_stats)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    batch_stats = jax.lax.pmean(batch_stats, axis_name)  # see parallel.py: linear in the EMA
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  # A step with a non-finite loss or gradient leaves the state as it was; the loop decides
+  # whether to stop (the default) or carry on (config.skip_nonfinite_steps).
+  # The new parameters are checked too: a finite gradient can still overflow an update.
+  finite = (jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+            & jnp.isfinite(optax.tree.norm(new_state.params)))
+  if axis_name is not None:
+    finite = jax.lax.pmin(finite.astype(jnp.int32), axis_name).astype(bool)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
+                           state.replace(step=state.step + 1))
+  nonfinite_step = jnp.where(finite, _NO_STEP, state.step + 1)
+  # A skipped step's examples stay out of the loss and accuracy averages.
+  mask = jnp.broadcast_to(finite, per_example.shape)
+  return new_state, _metrics(Metrics, axis_name, loss=jnp.where(mask, per_example, 0.0),
+                             logits=logits, labels=batch["label"], mask=mask,
+                             nonfinite_step=nonfinite_step)
 
 
-def eval_step(state: TrainState, batch: dict[str, Any]) -> Metrics:
+def _metrics(cls, axis_name: str | None, **outputs):
+  if axis_name is None:
+    return cls.single_from_model_output(**outputs)
+  return cls.gather_from_model_output(axis_name=axis_name, **outputs)
+
+
+def eval_step(state: TrainState, batch: dict[str, Any],
+              axis_name: str | None = None) -> Metrics:
   """Metrics of the eval-mode network on `batch`; padded examples (mask False) do not count."""
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
                           batch["image"], train=False)
   per_example = cross_entropy(logits, batch["label"], logits.shape[-1])
-  return Metrics.single_from_model_output(
-      loss=per_example, logits=logits, labels=batch["label"], mask=batch["mask"])
+  return _metrics(EvalMetrics, axis_name, loss=per_example, logits=logits,
+                  labels=batch["label"], mask=batch["mask"])
