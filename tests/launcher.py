@@ -65,6 +65,11 @@ def saved_state(workdir, step=None) -> dict:
   """The saved train state as a flat {path: numpy array}."""
   step = step if step is not None else checkpoint_steps(workdir)[-1]
   path = os.path.join(workdir, "checkpoints", str(step), "state")
-  tree = ocp.StandardCheckpointer().restore(path)
+  checkpointer = ocp.StandardCheckpointer()
+  # A target on this process's first device, whatever topology wrote the checkpoint.
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  tree = checkpointer.restore(path, target)
   return {jax.tree_util.keystr(k): np.asarray(v)
           for k, v in jax.tree_util.tree_leaves_with_path(tree)}

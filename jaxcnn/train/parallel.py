@@ -138,13 +138,19 @@ class PmapParallel(_Parallel):
     self.local_mesh = Mesh(np.array(self.local_devices), (PMAP_AXIS,))
     self.bn_axis_name = PMAP_AXIS if sync_batch_norm else None
 
+  @property
+  def _pmap_devices(self):
+    # With several processes pmap must span every process's devices, which is its default;
+    # naming the local ones would make the collectives local.
+    return self.local_devices if jax.process_count() == 1 else None
+
   def compile_train_step(self, step_fn):
     return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
-                    devices=self.local_devices, donate_argnums=(0,))
+                    devices=self._pmap_devices, donate_argnums=(0,))
 
   def compile_eval_step(self, step_fn):
     return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
-                    devices=self.local_devices)
+                    devices=self._pmap_devices)
 
   def host_state(self, state):
     """The first replica's copy; pmapped arrays carry a leading device axis."""

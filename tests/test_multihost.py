@@ -1,0 +1,52 @@
+"""Two processes on localhost (jax.distributed, CPU collectives) train like one process."""
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests import launcher
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = needs_fashion_mnist
+
+RUN = ("--config.num_train_steps=6", "--config.batch_size=64", "--config.eval_batch_size=2000")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _two_processes(workdir, *overrides):
+  port = _free_port()
+  procs = [subprocess.Popen(
+      launcher.launch_args(workdir, *RUN, *overrides, f"--coordinator_address=localhost:{port}",
+                           "--num_processes=2", f"--process_id={i}"),
+      cwd=launcher.ROOT, env=launcher.environment(devices=4), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  return [out for out, _ in outs]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("single"))
+  code, _, err = launcher.run(workdir, *RUN, devices=8)
+  assert code == 0, err[-3000:]
+  return launcher.saved_state(workdir)
+
+
+@pytest.mark.parametrize("parallelism", ["jit", "pmap"])
+def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, parallelism):
+  workdir = str(tmp_path)
+  outs = _two_processes(workdir, f"--config.parallelism={parallelism}")
+  assert "epoch 1, step 6" in outs[0] and "epoch" not in outs[1]  # only process 0 reports
+  assert len(open(f"{workdir}/metrics.jsonl").readlines()) == 2
+  state = launcher.saved_state(workdir)
+  assert state.keys() == single_process.keys()
+  for k, v in state.items():
+    np.testing.assert_allclose(v, single_process[k], rtol=1e-5, atol=1e-6, err_msg=k)
