@@ -8,6 +8,7 @@ import logging as std_logging
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -19,6 +20,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
 _FRESH = flags.DEFINE_bool("fresh", False, "Move the workdir's checkpoints aside and start over.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                          "train (resuming if possible), or eval: evaluate a checkpoint.")
+_STEP = flags.DEFINE_string("step", "best", "--mode=eval: best, latest or a step number.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for several processes (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
@@ -64,7 +68,6 @@ def _parse_flags(argv):
 
 
 def _init_distributed():
-  import jax  # slow import: only once the flags are good
   explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
   detected = any(k in os.environ and ok(os.environ[k]) for k, ok in _CLUSTER_HINTS.items())
   if explicit:
@@ -81,7 +84,13 @@ def main(argv):
   _init_distributed()
   from jaxcnn.train import loop  # after flag parsing: jax and tf are slow to import
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
+    if _MODE.value == "eval":
+      from jaxcnn import evaluate
+      results = evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
+      if jax.process_index() == 0:
+        print(evaluate.format_results(results), flush=True)
+    else:
+      loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except UserError as e:
     logging.flush()
     _fail(str(e))

@@ -8,14 +8,15 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import periodic_actions
+from clu import parameter_overview, periodic_actions
 
-from jaxcnn import models
+from jaxcnn import models, report
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, steps
 from jaxcnn.train.logs import RunLog, summarize
 from jaxcnn.train.preemption import Preempted, PreemptionWatch
+from jaxcnn.train.progress import EpochProgress
 from jaxcnn.train.state import create_train_state
 
 
@@ -130,8 +131,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   state = parallel.put_state(state)
   start_step = int(parallel.host_state(state.step))
 
+  batches = pipeline.train_batches(
+      run.train_split, global_batch_size=config.batch_size, seed=config.seed,
+      start_step=start_step, preprocess=run.train_preprocess,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  first_batch = parallel.put_batch(next(batches))
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight)
+  t0 = time.time()
   p_train_step = parallel.compile_train_step(functools.partial(steps.train_step, **step_kw))
+  p_train_step = p_train_step.lower(state, first_batch).compile()
+  _describe(run, parallel.host_state(state).params, p_train_step, time.time() - t0)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   def save(step: int, epoch: int, metrics=None):
@@ -141,25 +150,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
               metrics=metrics)
 
   log = RunLog(workdir)
-  progress = periodic_actions.ReportProgress(num_train_steps=run.total_steps, writer=log.writer,
-                                             every_secs=config.progress_every_secs)
-  batches = pipeline.train_batches(
-      run.train_split, global_batch_size=config.batch_size, seed=config.seed,
-      start_step=start_step, preprocess=run.train_preprocess,
-      process_index=jax.process_index(), process_count=jax.process_count())
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=run.total_steps, writer=log.writer, every_secs=config.progress_every_secs)
+  bar = EpochProgress(config.batch_size, config.progress_every_secs)
 
   test_summary = {}
   epoch_start = time.time()
   with PreemptionWatch() as preemption:
     for step in range(start_step + 1, run.total_steps + 1):
-      state, m = p_train_step(state, parallel.put_batch(next(batches)))
+      if bar.bar is None and (step == start_step + 1 or (step - 1) % run.steps_per_epoch == 0):
+        epoch_first = (step - 1) // run.steps_per_epoch * run.steps_per_epoch
+        bar.start(epoch_first // run.steps_per_epoch + 1, step - 1 - epoch_first,
+                  min(run.steps_per_epoch, run.total_steps - epoch_first))
+      batch = first_batch if step == start_step + 1 else parallel.put_batch(next(batches))
+      state, m = p_train_step(state, batch)
       train_metrics = train_metrics.merge(parallel.metrics(m))
-      progress(step)
+      report_progress(step)
       epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
       end_of_epoch = step_in_epoch == 0 or step == run.total_steps
+      loss = None
       if end_of_epoch or step % config.log_every_steps == 0:
         _check_finite(train_metrics, config)  # the only host-device sync between epochs
+        loss = float(train_metrics.loss.compute())
+      bar.update(step - (step - 1) // run.steps_per_epoch * run.steps_per_epoch, loss)
       if end_of_epoch:
+        bar.close()
         epoch = -(-step // run.steps_per_epoch)
         train_summary = summarize(train_metrics)
         train_time = time.time() - epoch_start
@@ -168,6 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
         log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
         log.flush()
+        if jax.process_index() == 0:
+          report.plot_curves(workdir)
         _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
                f"train acc {train_summary['accuracy']:.3f}, "
                f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
@@ -184,6 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         ckpt.wait()
         raise Preempted(step)
 
+  bar.close()
   ckpt.wait()
   ckpt.close()
   log.close()
@@ -191,6 +209,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _print(f"Nothing to do: the checkpoint in {workdir} is already at step {start_step} "
            f"of {run.total_steps}.")
   return test_summary
+
+
+def _describe(run: Run, params, compiled_step, compile_secs: float) -> None:
+  """What a researcher wants to see before the first step."""
+  if jax.process_index() != 0:
+    return
+  p = run.parallel
+  devices = p.devices
+  bn = ("synchronised" if run.config.sync_batch_norm else "per replica")
+  print(f"Devices: {len(devices)} x {devices[0].platform} ({devices[0].device_kind}) over "
+        f"{jax.process_count()} process(es); parallelism {p.name}, batch norm {bn}, "
+        f"{run.config.batch_size // len(devices)} examples per device.", flush=True)
+  print(f"Model {run.config.model}, input {run.image_shape}:", flush=True)
+  print(parameter_overview.get_parameter_overview(params, include_stats=False), flush=True)
+  cost = compiled_step.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
+  programs = len(devices) if p.name == "pmap" or p.axis_name or len(devices) > 1 else 1
+  if flops > 0:
+    print(f"Train step: {flops * programs / run.config.batch_size / 1e6:,.1f} MFLOPs per example "
+          f"(forward + backward, XLA cost analysis); compiled in {compile_secs:.1f} s.",
+          flush=True)
+  print(f"{run.steps_per_epoch} steps per epoch, {run.total_steps} steps in all.", flush=True)
+  print("Config:\n" + str(run.config), flush=True)
 
 
 def _check_finite(train_metrics, config) -> None:

@@ -1,0 +1,111 @@
+"""Evaluation of a saved checkpoint: top-1/top-5, per-class accuracy, confusion matrix.
+
+    python launch.py --config=configs/X.py --workdir=DIR --mode=eval [--step=best|latest|N]
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxcnn import models, report
+from jaxcnn.data import pipeline, preprocess
+from jaxcnn.errors import UserError
+from jaxcnn.train import checkpoint, optim, steps
+from jaxcnn.train.parallel import JitParallel
+from jaxcnn.train.state import create_train_state
+
+
+def find_step(ckpt: checkpoint.Checkpointer, which: str) -> int:
+  """`which`: "best" (by test accuracy; the latest if none is ranked), "latest", or a step."""
+  if which == "best":
+    step = ckpt.best_step() or ckpt.latest_step()
+  elif which == "latest":
+    step = ckpt.latest_step()
+  else:
+    try:
+      step = int(which)
+    except ValueError:
+      raise UserError(f"--step={which!r}: use best, latest or a step number.") from None
+    if step not in ckpt.manager.all_steps():
+      raise UserError(f"No checkpoint at step {step} in {ckpt.directory}; there are: "
+                      f"{sorted(ckpt.manager.all_steps())}.")
+  if step is None:
+    raise UserError(f"No checkpoint in {ckpt.directory}: train first (same --workdir).")
+  return step
+
+
+def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which: str,
+                          parallel: JitParallel):
+  """(state on the devices, record) of the chosen checkpoint of `workdir`."""
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = find_step(ckpt, which)
+  record = ckpt.read_record(step)
+  model = models.create(config.model, num_classes=config.num_classes, **config.model_options)
+  tx = optim.create_optimizer(config, 1, 1)  # only its state's structure is needed
+  template = create_train_state(model, tx, tuple(record["image_shape"]), config.seed)
+  state, _ = ckpt.restore(step, parallel.abstract_checkpoint(parallel.host_state(template)),
+                          parallel.abstract_checkpoint(
+                              parallel.host_state(steps.Metrics.empty())))
+  ckpt.close()
+  return parallel.put_state(state), record
+
+
+def top_k_step(state, batch, k: int):
+  """Eval-mode logits -> the k best classes, with the labels and mask passed through."""
+  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                          batch["image"], train=False)
+  _, top = jax.lax.top_k(logits.astype(jnp.float32), k)
+  return top, batch["label"], batch["mask"]
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        which: str = "best") -> dict:
+  from jaxcnn.train import loop  # the checks and data loading of training
+  run = loop.prepare(config)
+  parallel = JitParallel()  # evaluation needs no per-replica statistics
+  state, record = restore_for_inference(config, workdir, which, parallel)
+  k = min(5, config.num_classes)
+  step_fn = jax.jit(lambda s, b: top_k_step(s, b, k),
+                    in_shardings=(parallel.replicated, parallel.batch_sharding),
+                    out_shardings=parallel.replicated)
+  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
+  tops, labels = [], []
+  for batch in pipeline.eval_batches(run.test_split, global_batch_size=config.eval_batch_size,
+                                     preprocess=fn, process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    top, label, mask = (np.asarray(x.addressable_data(0))
+                        for x in step_fn(state, parallel.put_batch(batch)))
+    tops.append(top[mask])
+    labels.append(label[mask])
+  top, labels = np.concatenate(tops), np.concatenate(labels)
+  class_names = record.get("class_names") or [str(i) for i in range(config.num_classes)]
+  matrix = report.confusion_matrix(labels, top[:, 0], config.num_classes)
+  per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+  results = {
+      "step": record["step"], "epoch": record["epoch"], "num_examples": int(len(labels)),
+      "top1_accuracy": float((top[:, 0] == labels).mean()),
+      "top5_accuracy": float((top == labels[:, None]).any(axis=1).mean()),
+      "per_class_accuracy": {n: float(a) for n, a in zip(class_names, per_class)},
+  }
+  if jax.process_index() == 0:
+    stem = os.path.join(workdir, f"eval_step{record['step']}")
+    results["confusion_matrix_png"] = report.plot_confusion(matrix, class_names,
+                                                            stem + "_confusion.png")
+    with open(stem + ".json", "w") as f:
+      json.dump({**results, "confusion_matrix": matrix.tolist()}, f, indent=1)
+  return results
+
+
+def format_results(results: dict) -> str:
+  lines = [f"checkpoint step {results['step']} (epoch {results['epoch']}), "
+           f"{results['num_examples']} test examples",
+           f"top-1 accuracy {results['top1_accuracy']:.4f}",
+           f"top-5 accuracy {results['top5_accuracy']:.4f}", "per-class accuracy:"]
+  width = max(len(n) for n in results["per_class_accuracy"])
+  lines += [f"  {n:<{width}}  {a:.4f}" for n, a in results["per_class_accuracy"].items()]
+  if "confusion_matrix_png" in results:
+    lines.append(f"confusion matrix: {results['confusion_matrix_png']}")
+  return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Figures written into the workdir: learning curves and the confusion matrix (matplotlib)."""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
+  """Loss and accuracy per epoch, train against test, as the seeds plot them with pandas."""
+  rows = read_metrics(workdir)
+  if not rows:
+    return None
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+  for ax, metric in zip(axes, ("loss", "accuracy")):
+    for split, style in (("train", "o-"), ("test", "s--")):
+      # A resumed run may log an epoch twice; the later row wins.
+      points = {r["epoch"]: r[metric] for r in rows if r["split"] == split and metric in r}
+      if points:
+        epochs = sorted(points)
+        ax.plot(epochs, [points[e] for e in epochs], style, label=split)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+  fig.suptitle(os.path.basename(os.path.abspath(workdir)))
+  fig.tight_layout()
+  path = os.path.join(workdir, filename)
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+  """Rows: true class; columns: predicted class."""
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (labels, predictions), 1)
+  return matrix
+
+
+def plot_confusion(matrix: np.ndarray, class_names, path: str) -> str:
+  n = len(class_names)
+  size = min(max(6.0, 0.45 * n), 30.0)
+  fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+  ax.imshow(matrix, cmap="Blues")
+  ax.set_xticks(range(n), class_names, rotation=90)
+  ax.set_yticks(range(n), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  if n <= 30:  # counts are readable only for small matrices
+    threshold = matrix.max() / 2
+    for i in range(n):
+      for j in range(n):
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                color="white" if matrix[i, j] > threshold else "black")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
