@@ -25,11 +25,24 @@ def get_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9  # sgd only
   c.nesterov = False
   c.weight_decay = 0.0
-  c.schedule = "constant"  # constant | cosine | piecewise
+  c.schedule = "constant"  # constant | cosine | piecewise | exponential
   c.warmup_epochs = 0.0
   c.lr_decay_epochs = ()
   c.lr_decay_factor = 0.1
+  c.warmup_steps = 0  # added to warmup_epochs (ResNet-110: 400 iterations)
+  c.warmup_learning_rate = 0.0  # where the linear warmup starts
+  c.lr_decay_steps = ()  # piecewise: also at these iterations
+  c.lr_decay_every_epochs = 8.0  # exponential (staircase): GoogLeNet's x0.96 every 8 epochs
+  c.grad_clip_norm = 0.0  # 0: no clipping
   c.label_smoothing = 0.0
+  c.ema_decay = 0.0  # Polyak / EMA averaging of the parameters for evaluation; 0: off
+  # Reduce-on-plateau (divide the learning rate when test accuracy stops improving) and
+  # early stopping; 0 disables each. Their state is saved with every checkpoint.
+  c.plateau_patience = 0
+  c.plateau_factor = 0.1
+  c.plateau_max_reductions = 3
+  c.early_stopping_patience = 0
+  c.early_stopping_min_delta = 0.0
   c.aux_loss_weight = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
   c.seed = 0
   # Devices.

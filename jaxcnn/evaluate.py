@@ -55,7 +55,7 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
 
 def top_k_step(state, batch, k: int):
   """Eval-mode logits -> the k best classes, with the labels and mask passed through."""
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+  logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
                           batch["image"], train=False)
   _, top = jax.lax.top_k(logits.astype(jnp.float32), k)
   return top, batch["label"], batch["mask"]

@@ -60,7 +60,7 @@ def predict(workdir: str, paths, step: str = "best", k: int = 5):
   parallel = JitParallel(jax.devices()[:1])
   state, record = evaluate.restore_for_inference(config, workdir, step, parallel)
   images = load_images(paths, record["image_shape"], config)
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+  logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
                           images, train=False)
   probs = np.asarray(jax.nn.softmax(logits.astype(np.float32)))
   names = record.get("class_names") or [str(i) for i in range(config.num_classes)]

@@ -114,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  state = create_train_state(run.model, run.tx, run.image_shape, config.seed)
+  state = create_train_state(run.model, run.tx, run.image_shape, config.seed,
+                             ema=config.ema_decay > 0)
   train_metrics = steps.Metrics.empty()
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -124,10 +125,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   restored = ckpt.restore_latest(parallel.abstract_checkpoint(parallel.host_state(state)),
                                  parallel.abstract_checkpoint(parallel.host_state(train_metrics)),
                                  run.identity)
+  plateau = optim.Plateau.from_config(config)
   if restored is not None:
     state, train_metrics, record = restored
     train_metrics = parallel.host_state(train_metrics)
+    plateau = optim.Plateau.from_config(config, record.get("plateau"))
     _print(f"Resuming from the checkpoint at step {record['step']} (epoch {record['epoch']}).")
+    if record.get("stopped_early"):
+      _print("This run stopped early (no improvement); nothing more to train.")
+      return {}
   state = parallel.put_state(state)
   start_step = int(parallel.host_state(state.step))
 
@@ -136,15 +142,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       start_step=start_step, preprocess=run.train_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count())
   first_batch = parallel.put_batch(next(batches))
-  step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight)
+  step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
+                 ema_decay=config.ema_decay)
   t0 = time.time()
   p_train_step = parallel.compile_train_step(functools.partial(steps.train_step, **step_kw))
   p_train_step = p_train_step.lower(state, first_batch).compile()
   _describe(run, parallel.host_state(state).params, p_train_step, time.time() - t0)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
-  def save(step: int, epoch: int, metrics=None):
-    ckpt.save(step, parallel.checkpointable(state), run.record(epoch, step),
+  def save(step: int, epoch: int, metrics=None, **extra):
+    record = {**run.record(epoch, step), "plateau": plateau.state(), **extra}
+    ckpt.save(step, parallel.checkpointable(state), record,
               train_metrics=parallel_lib.replicate_on_mesh(parallel.host_state(train_metrics),
                                                            parallel.replicated),
               metrics=metrics)
@@ -190,8 +198,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
                f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
         train_metrics, epoch_start = steps.Metrics.empty(), time.time()
-        if epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
-          save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]})
+        reduce, stop = plateau.update(test_summary["accuracy"])
+        if reduce:
+          host = parallel.host_state(state)
+          scale = optim.lr_scale(host.opt_state) * plateau.factor
+          state = parallel.put_state(host.replace(opt_state=optim.with_lr_scale(host.opt_state, scale)))
+          _print(f"Test accuracy has not improved for {plateau.patience} epoch(s): learning "
+                 f"rate x{scale:g} (reduction {plateau.reductions} of {plateau.max_reductions}).")
+        if stop or epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
+          save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]},
+               stopped_early=stop)
+        if stop:
+          _print(f"Early stopping: no improvement of test accuracy for "
+                 f"{plateau.stop_patience} epochs (best {plateau.best:.4f}, kept as the best "
+                 f"checkpoint {ckpt.best_step()}).")
+          break
       elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
         save(step, epoch)
       if preemption.should_stop(step):

@@ -13,15 +13,23 @@ class TrainState(train_state.TrainState):
 
   `batch_stats` is an empty dict for networks without batch norm: they take the same path.
   `rng` is a raw uint32[2] key; per-step keys are folded from it and the step.
+  `ema_params` is the Polyak / exponential moving average of the parameters, used for
+  evaluation when present (None when config.ema_decay is 0).
   """
   batch_stats: Any
   rng: jax.Array
+  ema_params: Any = None
+
+  def eval_params(self):
+    return self.params if self.ema_params is None else self.ema_params
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, ...], seed: int) -> TrainState:
+                       image_shape: tuple[int, ...], seed: int, ema: bool = False) -> TrainState:
   init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
   variables = model.init({"params": init_key, "dropout": init_key},
                          jnp.zeros((1, *image_shape), jnp.float32), train=False)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                           batch_stats=variables.get("batch_stats", {}), rng=state_key)
+  params = variables["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats=variables.get("batch_stats", {}), rng=state_key,
+                           ema_params=jax.tree.map(jnp.copy, params) if ema else None)

@@ -76,7 +76,7 @@ def split_outputs(outputs) -> tuple[jax.Array, tuple[jax.Array, ...]]:
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                label_smoothing: float = 0.0,
-               aux_loss_weight: float = 0.3,
+               aux_loss_weight: float = 0.3, ema_decay: float = 0.0,
                axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One optimisation step on `batch`; returns the new state and the batch's metrics.
 
@@ -109,6 +109,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
     grads = jax.lax.pmean(grads, axis_name)
     batch_stats = jax.lax.pmean(batch_stats, axis_name)  # see parallel.py: linear in the EMA
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if state.ema_params is not None:
+    new_state = new_state.replace(ema_params=optax.incremental_update(
+        new_state.params, state.ema_params, step_size=1.0 - ema_decay))
   # A step with a non-finite loss or gradient leaves the state as it was; the loop decides
   # whether to stop (the default) or carry on (config.skip_nonfinite_steps).
   # The new parameters are checked too: a finite gradient can still overflow an update.
@@ -135,7 +138,7 @@ def _metrics(cls, axis_name: str | None, **outputs):
 def eval_step(state: TrainState, batch: dict[str, Any],
               axis_name: str | None = None) -> Metrics:
   """Metrics of the eval-mode network on `batch`; padded examples (mask False) do not count."""
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+  logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
                           batch["image"], train=False)
   per_example = cross_entropy(logits, batch["label"], logits.shape[-1])
   return _metrics(EvalMetrics, axis_name, loss=per_example, logits=logits,
