@@ -146,8 +146,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                  ema_decay=config.ema_decay)
   t0 = time.time()
   p_train_step = parallel.compile_train_step(functools.partial(steps.train_step, **step_kw))
-  p_train_step = p_train_step.lower(state, first_batch).compile()
-  _describe(run, parallel.host_state(state).params, p_train_step, time.time() - t0)
+  compiled = p_train_step.lower(state, first_batch).compile()
+  if parallel.name == "jit":
+    # The executable compiled for the cost analysis is the one the loop calls, so the step
+    # is compiled once. (A multi-process pmap executable expects global arrays: pmap keeps
+    # its own dispatch and compiles again on its first call.)
+    p_train_step = compiled
+  _describe(run, parallel.host_state(state).params, compiled, time.time() - t0)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   def save(step: int, epoch: int, metrics=None, **extra):
