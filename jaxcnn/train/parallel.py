@@ -94,8 +94,10 @@ class JitParallel(_Parallel):
     self.axis_name = DATA_AXIS if per_replica_batch_norm else None
 
   def _shard_mapped(self, fn, out_specs):
+    # The outputs are replicated by construction (pmean, all_gather), which shard_map's
+    # replication check cannot see through clu's gather-and-reduce of the metrics.
     return jax.shard_map(functools.partial(fn, axis_name=DATA_AXIS), mesh=self.mesh,
-                         in_specs=(P(), P(DATA_AXIS)), out_specs=out_specs)
+                         in_specs=(P(), P(DATA_AXIS)), out_specs=out_specs, check_vma=False)
 
   def compile_train_step(self, step_fn):
     if self.per_replica:
