@@ -19,3 +19,20 @@ needs_fashion_mnist = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def fashion_mnist_test():
   return sources.load("fashion_mnist", "test", download=False)
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: minutes of compilation on a 2-core CPU; run with JAXCNN_SLOW_TESTS=1 "
+      "(scripts/test.sh runs them too when it is set)")
+
+
+def pytest_collection_modifyitems(config, items):
+  # CI's suite must stay under 15 minutes on 2 cores: the slow tests (same code as a
+  # faster test, at another depth or size) run only when asked for.
+  if os.environ.get("JAXCNN_SLOW_TESTS") == "1":
+    return
+  skip = pytest.mark.skip(reason="slow; set JAXCNN_SLOW_TESTS=1 to run")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)
