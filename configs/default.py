@@ -11,9 +11,31 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_classes = 10
   c.data_dir = ""  # empty: tfds's default directory, then the offline sources
   c.download = True  # let tfds download when no local copy exists
-  c.train_preprocess = "to_float"
-  c.eval_preprocess = "to_float"
-  c.image_size = 28
+  c.train_preprocess = "to_float"  # to_float | resize | cifar | alexnet | vgg | inception
+  c.eval_preprocess = "to_float"  # to_float | resize | normalize (CIFAR) | center_crop
+  c.image_size = 28  # the network's input side: the crop (or resize) size
+  # Datasets (jaxcnn/data/sources.py). imagefolder reads class folders in data_dir: a
+  # train/ and test/ pair, or one folder split per class with a fixed seed:
+  c.holdout_fraction = 0.1  # imagefolder without train/test: share of each class held out
+  c.holdout_seed = 0  # the seed of that split (fixed, independent of config.seed)
+  c.cache_decoded_mb = 4096  # decode an image folder into memory once when it fits; 0: never
+  c.synthetic_image_shape = (32, 32, 3)  # synthetic: random uint8 images of this shape,
+  c.synthetic_train_examples = 10_000  # with random labels below num_classes
+  c.synthetic_test_examples = 1_000
+  # Preprocessing (jaxcnn/data/preprocess.py); each says which fields it reads.
+  c.resize_size = 256  # alexnet: shorter side before cropping; center_crop: before the crop
+  c.crop_padding = 4  # cifar: zero padding on each side before the random crop
+  c.random_flip = True  # cifar, alexnet, vgg, inception: random horizontal flips
+  c.pca_lighting_std = 0.1  # alexnet: sigma of the PCA lighting noise (paper: 0.1); 0: off
+  c.vgg_scale_range = (256, 512)  # vgg: smallest side S uniform in [lo, hi]; lo == hi: fixed S
+  c.rgb_shift_std = 0.1  # vgg: random RGB colour shift (the AlexNet PCA shift); 0: off
+  c.crop_area_range = (0.08, 1.0)  # inception: share of the image area a random crop covers
+  c.crop_aspect_range = (0.75, 4.0 / 3.0)  # inception: the crop's aspect ratio range
+  # Normalisation (x / 255 - mean_rgb) / std_rgb, on the [0, 1] scale; empty: the training
+  # preprocessing's source (cifar: CIFAR-10 mean/std; alexnet, vgg: ImageNet mean RGB;
+  # inception: [-1, 1]; to_float, resize: none). Evaluation uses the same.
+  c.mean_rgb = ()
+  c.std_rgb = ()
   # How long and how big (batch sizes are global, over all devices and hosts).
   c.batch_size = 256
   c.eval_batch_size = 256

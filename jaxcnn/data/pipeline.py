@@ -3,37 +3,89 @@
 Training order is a function of (seed, epoch) only, and a batch's place in it of the step:
 a run resumed at any step reads exactly the batches an uninterrupted run would. Each host
 takes its contiguous slice of every global batch, so the union over hosts is the global
-batch a single process would see.
-"""
-import functools
-from typing import Callable, Iterator
+batch a single process would see. Each example's augmentation is seeded by (seed, epoch,
+position in the epoch), so a resumed run also sees the same augmentations.
 
-import jax
+Splits whose images are random-access (arrays, encoded files, synthetic) are permuted
+exactly; a `TfdsStream` (ImageNet through tfds) is read with its files shuffled and a
+shuffle buffer, both seeded by (seed, epoch), and each host still takes its slice of every
+global batch (so every host reads, but decodes only its share of, the records).
+"""
+import collections
+import functools
+from typing import Callable, Iterable, Iterator
+
 import numpy as np
 import tensorflow as tf
 
+from jaxcnn.data import sources
 from jaxcnn.data.sources import Split
+from jaxcnn.errors import UserError
 
 # TensorFlow only feeds the input pipeline: keep it off the accelerators JAX needs.
 tf.config.set_visible_devices([], "GPU")
 
 Batch = dict[str, np.ndarray]
 
+# Images held in a TfdsStream's shuffle buffer (encoded, about 110 kB each for ImageNet).
+STREAM_SHUFFLE_BUFFER = 16_384
+
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return seed * 1_000_003 + epoch
+
+
 def _example_seeds(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
   """One stateless-random seed pair per example, from (seed, epoch, position in epoch)."""
-  return np.stack([np.full_like(positions, seed * 1_000_003 + epoch), positions], axis=1)
+  return np.stack([np.full_like(positions, _epoch_seed(seed, epoch)), positions], axis=1)
 
 
-def _map_dataset(images, labels, seeds, preprocess, num_parallel):
-  ds = tf.data.Dataset.from_tensor_slices((images, labels, seeds))
-  ds = ds.map(lambda x, y, s: {"image": preprocess(x, s), "label": y},
-              num_parallel_calls=num_parallel, deterministic=True)
-  return ds
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def _images(split: Split, indices: np.ndarray) -> tf.data.Dataset:
+  """uint8 images at `indices`, decoded (in parallel) where the split holds them encoded."""
+  if isinstance(split.images, np.ndarray):
+    return tf.data.Dataset.from_tensor_slices(split.images[indices])
+  return split.images.dataset(indices)
+
+
+def _map_dataset(split: Split, indices, seeds, preprocess, num_parallel=tf.data.AUTOTUNE):
+  ds = tf.data.Dataset.zip(_images(split, indices),
+                           tf.data.Dataset.from_tensor_slices(split.labels[indices]),
+                           tf.data.Dataset.from_tensor_slices(seeds))
+  return ds.map(lambda x, y, s: {"image": preprocess(x, s), "label": y},
+                num_parallel_calls=num_parallel, deterministic=True)
+
+
+def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
+          local: int) -> Iterator[Batch]:
+  """Yields ds's batches; a file that cannot be decoded stops it with its name (UserError)."""
+  it = ds.with_options(_options()).as_numpy_iterator()
+  done = 0
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+      # tf's error does not say which file. The order is deterministic, so the culprit is in
+      # the batch being made (fused map-and-batch may run a little ahead): decode those files.
+      if isinstance(split.images, sources.EncodedImages) and indices is not None:
+        found = split.images.first_unreadable(indices[done * local:(done + 4) * local])
+        if found:
+          raise UserError(found) from None
+      raise
+    done += 1
+    yield batch
 
 
 def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step: int,
@@ -44,6 +96,13 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
     raise ValueError("The global batch must divide over the processes.")
   local = global_batch_size // process_count
   steps_per_epoch = split.num_examples // global_batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f"The global batch size {global_batch_size} is larger than the "
+                    f"{split.num_examples} training examples.")
+  if isinstance(split.images, sources.TfdsStream):
+    yield from _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
+                                     process_index, process_count, prefetch)
+    return
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
     order = epoch_permutation(split.num_examples, seed, epoch)
@@ -52,10 +111,44 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
     grid = positions.reshape(steps_per_epoch, process_count, local)[offset:, process_index]
     mine = grid.reshape(-1)
     indices = order[mine]
-    ds = _map_dataset(split.images[indices], split.labels[indices],
-                      _example_seeds(seed, epoch, mine), preprocess, tf.data.AUTOTUNE)
+    ds = _map_dataset(split, indices, _example_seeds(seed, epoch, mine), preprocess)
     ds = ds.batch(local, drop_remainder=True).prefetch(prefetch)
-    yield from ds.as_numpy_iterator()
+    yield from _read(ds, split, indices, local)
+    epoch, offset = epoch + 1, 0
+
+
+def _host_slice(batch, process_index: int, local: int):
+  return tf.nest.map_structure(lambda x: x[process_index * local:(process_index + 1) * local],
+                               batch)
+
+
+def _decode_and_preprocess(stream: sources.TfdsStream, preprocess, seed_of):
+  def fn(position, example):
+    image = sources.decode(example["image"], stream.channels)
+    return {"image": preprocess(image, seed_of(position)),
+            "label": tf.cast(example["label"], tf.int32)}
+  return fn
+
+
+def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
+                          process_index, process_count, prefetch):
+  stream = split.images
+  local = global_batch_size // process_count
+  steps_per_epoch = split.num_examples // global_batch_size
+  epoch, offset = divmod(start_step, steps_per_epoch)
+  while True:
+    epoch_seed = _epoch_seed(seed, epoch)
+    ds = stream.as_dataset(shuffle_seed=epoch_seed % 2**31)
+    ds = ds.shuffle(STREAM_SHUFFLE_BUFFER, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.take(steps_per_epoch * global_batch_size).enumerate()
+    # Global batches of still-encoded records; skipping them to resume decodes nothing.
+    ds = ds.batch(global_batch_size, drop_remainder=True).skip(offset)
+    ds = ds.map(lambda p, ex: _host_slice((p, ex), process_index, local)).unbatch()
+    seed_of = lambda p: tf.stack([tf.constant(epoch_seed, tf.int64), p])  # noqa: E731
+    ds = ds.map(_decode_and_preprocess(stream, preprocess, seed_of),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(local, drop_remainder=True).prefetch(prefetch)
+    yield from _read(ds, split, None, local)
     epoch, offset = epoch + 1, 0
 
 
@@ -64,24 +157,67 @@ def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
 
 
 def eval_batches(split: Split, *, global_batch_size: int, preprocess: Callable,
-                 process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
+                 process_index: int = 0, process_count: int = 1,
+                 prefetch: int = 2) -> Iterator[Batch]:
   """This host's share of every evaluation batch, the last one padded; `mask` marks real examples.
 
   Every example appears exactly once over all hosts and batches; padding has mask False.
   """
   local = global_batch_size // process_count
   num_batches = num_eval_batches(split.num_examples, global_batch_size)
+  if isinstance(split.images, sources.TfdsStream):
+    yield from _stream_eval_batches(split, global_batch_size, preprocess, process_index,
+                                    process_count, prefetch)
+    return
   positions = np.arange(num_batches * global_batch_size)
   mine = positions.reshape(num_batches, process_count, local)[:, process_index].reshape(-1)
   mask = mine < split.num_examples
   indices = np.where(mask, mine, 0)
-  ds = _map_dataset(split.images[indices], split.labels[indices],
-                    _example_seeds(0, 0, mine), preprocess, tf.data.AUTOTUNE)
+  ds = _map_dataset(split, indices, _example_seeds(0, 0, mine), preprocess)
   ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(mask))
-  ds = ds.map(lambda ex, m: {**ex, "mask": m}).batch(local).prefetch(2)
-  yield from ds.as_numpy_iterator()
+  ds = ds.map(lambda ex, m: {**ex, "mask": m}).batch(local).prefetch(prefetch)
+  yield from _read(ds, split, indices, local)
+
+
+def _stream_eval_batches(split, global_batch_size, preprocess, process_index, process_count,
+                         prefetch):
+  stream = split.images
+  local = global_batch_size // process_count
+  total = num_eval_batches(split.num_examples, global_batch_size) * global_batch_size
+  real = stream.as_dataset().map(lambda ex: (ex, True))
+  padding = stream.as_dataset().take(1).map(lambda ex: (ex, False)).repeat(
+      total - split.num_examples)
+  ds = real.concatenate(padding).enumerate().batch(global_batch_size)
+  ds = ds.map(lambda p, ex: _host_slice((p, ex), process_index, local)).unbatch()
+  decode = _decode_and_preprocess(stream, preprocess,
+                                  lambda p: tf.stack([tf.constant(0, tf.int64), p]))
+  ds = ds.map(lambda p, ex: {**decode(p, ex[0]), "mask": ex[1]},
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  yield from _read(ds.batch(local).prefetch(prefetch), split, None, local)
 
 
 def make_preprocess(fn, config):
   """Binds the config to a preprocessing function from jaxcnn.data.preprocess."""
   return functools.partial(fn, config=config)
+
+
+def prefetch_to_device(batches: Iterable[Batch], put: Callable, size: int = 2) -> Iterator:
+  """Keeps `size` batches already handed to `put` (e.g. JitParallel.put_batch) ahead of use.
+
+  JAX's transfers are asynchronous, so the next batches' host-to-device copies overlap the
+  current step (as flax.jax_utils.prefetch_to_device does for pmap layouts).
+  """
+  queue = collections.deque()
+  batches = iter(batches)
+
+  def enqueue(n):
+    for batch in batches:
+      queue.append(put(batch))
+      n -= 1
+      if n == 0:
+        return
+
+  enqueue(size)
+  while queue:
+    yield queue.popleft()
+    enqueue(1)

@@ -1,28 +1,251 @@
 """Per-example preprocessing by name, as tf.data map functions on uint8 images.
 
-Each function takes (image uint8 [H, W, C], seed int64[2]) and returns float32; the seed
-makes any randomness a function of (run seed, epoch, example position) for exact resume.
+Each function takes (image uint8 [H, W, C], seed int64[2], config) and returns float32
+[image_size, image_size, C] (to_float: the image's own size). All randomness goes through
+stateless tf.random ops seeded by `seed`, which the pipeline derives from (run seed, epoch,
+example position): a resumed run sees exactly the augmentations an uninterrupted one would.
+
+Every choice is a config field (configs/default.py); a config that lacks one (an old saved
+config.json) gets the default below. Normalisation, `(x / 255 - mean_rgb) / std_rgb`, uses
+config.mean_rgb / config.std_rgb, or when those are empty the statistics that the *training*
+preprocessing's source uses, so that the evaluation preprocessing always matches training.
 """
+
 import tensorflow as tf
 
 from jaxcnn.errors import UserError
 
+# ImageNet RGB statistics on the [0, 1] scale. MEAN is the VGG paper's mean RGB
+# (123.68, 116.779, 103.939) / 255; STD the usual torchvision values.
+IMAGENET_MEAN = (0.485, 0.458, 0.408)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+# AlexNet's "PCA lighting": eigenvalues and eigenvectors (columns) of the covariance of the
+# ImageNet training set's RGB pixel values, on the [0, 1] scale. The paper (Krizhevsky et al.
+# 2012, sec. 4.1) does not print them; these are the values every reimplementation uses
+# (fb.resnet.torch, torchvision's references, Caffe's) computed on the same data.
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+              (-0.5808, -0.0045, -0.8140),
+              (-0.5836, -0.6948, 0.4203))
+
+# The defaults of the preprocessing fields in configs/default.py.
+DEFAULTS = {
+    "image_size": 224,
+    "resize_size": 256,
+    "crop_padding": 4,
+    "random_flip": True,
+    "pca_lighting_std": 0.1,
+    "vgg_scale_range": (256, 512),
+    "rgb_shift_std": 0.1,
+    "crop_area_range": (0.08, 1.0),
+    "crop_aspect_range": (0.75, 4.0 / 3.0),
+    "mean_rgb": (),
+    "std_rgb": (),
+    "train_preprocess": "to_float",
+}
+
+# The normalisation each training preprocessing's source uses: (mean, std) on [0, 1].
+SOURCE_NORMALIZATION = {
+    "to_float": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "resize": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "cifar": (CIFAR10_MEAN, CIFAR10_STD),  # per-channel mean/std (torchvision's CIFAR recipes)
+    "alexnet": (IMAGENET_MEAN, (1.0, 1.0, 1.0)),  # mean subtraction
+    "vgg": (IMAGENET_MEAN, (1.0, 1.0, 1.0)),  # "subtracting the mean RGB value"
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [-1, 1], as TF-slim's Inception
+}
+
+
+def option(config, field: str):
+  if config is not None and field in config:
+    return config[field]
+  return DEFAULTS[field]
+
+
+def normalization(config):
+  """(mean, std) per channel on the [0, 1] scale: the config's, or the training source's."""
+  mean, std = tuple(option(config, "mean_rgb")), tuple(option(config, "std_rgb"))
+  source = SOURCE_NORMALIZATION.get(option(config, "train_preprocess"),
+                                    SOURCE_NORMALIZATION["to_float"])
+  return (mean or source[0]), (std or source[1])
+
+
+def _normalize(image, config):
+  """float32 pixels on [0, 255] -> (x / 255 - mean) / std, per channel."""
+  mean, std = normalization(config)
+  channels = image.shape[-1] or len(mean)  # grayscale: the first channel's statistics
+  mean = tf.constant(mean[:channels] if channels < len(mean) else mean, tf.float32)
+  std = tf.constant(std[:channels] if channels < len(std) else std, tf.float32)
+  return (image / 255.0 - mean) / std
+
+
+def _require(ok: bool, message: str) -> None:
+  """A config that cannot work stops with one sentence, before any data flows."""
+  if not ok:
+    raise UserError(message)
+
+
+def _at_least(field: str, config, size: int) -> None:
+  _require(option(config, field) >= size,
+           f"config.{field}={option(config, field)} is smaller than config.image_size={size}: "
+           f"the crop must fit in the resized image.")
+
+
+def _seeds(seed, n: int):
+  """n independent stateless seeds from the example's seed."""
+  return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=n))
+
+
+def _flip(image, seed, config):
+  if option(config, "random_flip"):
+    return tf.image.stateless_random_flip_left_right(image, seed)
+  return image
+
+
+def _random_crop(image, size: int, seed):
+  return tf.image.stateless_random_crop(image, (size, size, tf.shape(image)[-1]), seed)
+
+
+def resize_shorter_side(image, size):
+  """Isotropic bilinear (antialiased) resize so that the shorter side is `size`; float32 out."""
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  scale = tf.cast(size, tf.float32) / tf.minimum(h, w)
+  new = (tf.maximum(1, tf.cast(tf.round(h * scale), tf.int32)),
+         tf.maximum(1, tf.cast(tf.round(w * scale), tf.int32)))
+  return tf.image.resize(tf.cast(image, tf.float32), new, method="bilinear", antialias=True)
+
+
+def center_crop_to(image, size: int):
+  shape = tf.shape(image)
+  top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+  return image[top:top + size, left:left + size]
+
+
+def _pca_lighting(image, seed, std: float):
+  """AlexNet's colour augmentation: add eigvec @ (alpha * eigval) to every pixel, alpha ~ N(0, std).
+
+  `image` is on [0, 255]; the eigenvalues are for [0, 1], hence the scaling.
+  """
+  if not std:
+    return image
+  alpha = tf.random.stateless_normal((3,), seed, stddev=std)
+  shift = tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL))
+  return image + 255.0 * shift[:image.shape[-1]]
+
+
+# --- the preprocessings ----------------------------------------------------------------------
+
 
 def to_float(image, seed, config):
-  """Scales to [0, 1] as torchvision's ToTensor does (the seeds' Fashion-MNIST input)."""
-  del seed, config
-  return tf.cast(image, tf.float32) / 255.0
+  """Scales to [0, 1] as torchvision's ToTensor does (the seeds' Fashion-MNIST input); then
+  config.mean_rgb / std_rgb if set."""
+  del seed
+  return _normalize(tf.cast(image, tf.float32), config)
 
 
 def resize(image, seed, config):
-  """Bilinear resize to config.image_size, then to [0, 1] (the seed's AlexNet at 224)."""
+  """Bilinear resize to config.image_size square (the seed's Fashion-MNIST at 224 for
+  AlexNet), then as to_float."""
   del seed
-  size = config.image_size
+  size = option(config, "image_size")
   image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear")
-  return image / 255.0
+  return _normalize(image, config)
 
 
-PREPROCESSORS = {"to_float": to_float, "resize": resize}
+def cifar(image, seed, config):
+  """CIFAR training (He et al. 2016, sec. 4.2): zero-pad config.crop_padding pixels on each
+  side, random config.image_size crop, random horizontal flip, per-channel mean/std."""
+  crop_seed, flip_seed = _seeds(seed, 2)
+  image = tf.convert_to_tensor(image)
+  size = option(config, "image_size")
+  pad = option(config, "crop_padding")
+  if image.shape[0] is not None:
+    _require(min(image.shape[:2]) + 2 * pad >= size,
+             f"config.image_size={size} is larger than the {image.shape[0]}x{image.shape[1]} "
+             f"images padded by config.crop_padding={pad}: use the images' size (cifar "
+             f"preprocessing) or another preprocessing.")
+  image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])  # zeros, before normalisation
+  image = _random_crop(image, size, crop_seed)
+  image = _flip(image, flip_seed, config)
+  return _normalize(tf.cast(image, tf.float32), config)
+
+
+def normalize(image, seed, config):
+  """Evaluation of 32x32 data (CIFAR): only the training preprocessing's normalisation."""
+  del seed
+  return _normalize(tf.cast(image, tf.float32), config)
+
+
+def alexnet(image, seed, config):
+  """AlexNet (Krizhevsky et al. 2012, sec. 2 and 4.1): shorter side to config.resize_size,
+  its central square, a random config.image_size crop, flip, PCA lighting noise
+  (config.pca_lighting_std, the paper's 0.1), mean subtraction."""
+  _at_least("resize_size", config, option(config, "image_size"))
+  crop_seed, flip_seed, light_seed = _seeds(seed, 3)
+  size = option(config, "resize_size")
+  image = center_crop_to(resize_shorter_side(image, size), size)
+  image = _random_crop(image, option(config, "image_size"), crop_seed)
+  image = _flip(image, flip_seed, config)
+  image = _pca_lighting(image, light_seed, option(config, "pca_lighting_std"))
+  return _normalize(image, config)
+
+
+def vgg(image, seed, config):
+  """VGG (Simonyan & Zisserman 2015, sec. 3.1): isotropic rescale to a smallest side S drawn
+  uniformly from config.vgg_scale_range (S fixed when both ends are equal), random
+  config.image_size crop, flip, random RGB colour shift (the AlexNet PCA shift the paper
+  cites, config.rgb_shift_std), mean-RGB subtraction."""
+  scale_seed, crop_seed, flip_seed, shift_seed = _seeds(seed, 4)
+  low, high = (int(s) for s in option(config, "vgg_scale_range"))
+  _require(option(config, "image_size") <= low <= high,
+           f"config.vgg_scale_range=({low}, {high}) must be ordered and start at or above "
+           f"config.image_size={option(config, 'image_size')} (the paper: (256, 512), or S "
+           f"fixed at 256 or 384).")
+  scale = tf.random.stateless_uniform((), scale_seed, minval=low, maxval=high + 1,
+                                      dtype=tf.int32)
+  image = resize_shorter_side(image, scale)
+  image = _random_crop(image, option(config, "image_size"), crop_seed)
+  image = _flip(image, flip_seed, config)
+  image = _pca_lighting(image, shift_seed, option(config, "rgb_shift_std"))
+  return _normalize(image, config)
+
+
+def inception(image, seed, config):
+  """Inception / GoogLeNet (Szegedy et al. 2015, sec. 6): a random crop covering
+  config.crop_area_range of the area with aspect ratio in config.crop_aspect_range,
+  resized to config.image_size, flip, scaled to [-1, 1]."""
+  box_seed, flip_seed = _seeds(seed, 2)
+  image = tf.convert_to_tensor(image)
+  size = option(config, "image_size")
+  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=box_seed,
+      min_object_covered=0.0, aspect_ratio_range=tuple(option(config, "crop_aspect_range")),
+      area_range=tuple(option(config, "crop_area_range")), max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  channels = image.shape[-1]
+  image = tf.slice(image, begin, box_size)  # the whole image if no box fits in 10 attempts
+  image.set_shape([None, None, channels])
+  image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear",
+                          antialias=True)
+  image = _flip(image, flip_seed, config)
+  return _normalize(image, config)
+
+
+def center_crop(image, seed, config):
+  """Evaluation: shorter side to config.resize_size, the central config.image_size square,
+  the training preprocessing's normalisation."""
+  del seed
+  _at_least("resize_size", config, option(config, "image_size"))
+  image = resize_shorter_side(image, option(config, "resize_size"))
+  return _normalize(center_crop_to(image, option(config, "image_size")), config)
+
+
+PREPROCESSORS = {"to_float": to_float, "resize": resize, "cifar": cifar, "normalize": normalize,
+                 "alexnet": alexnet, "vgg": vgg, "inception": inception,
+                 "center_crop": center_crop}
 
 
 def get(name: str):

@@ -73,11 +73,12 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
   parallel = parallel_lib.create(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
-  train_split = sources.load(config.dataset, "train", config.data_dir, config.download)
-  test_split = sources.load(config.dataset, "test", config.data_dir, config.download)
+  train_split = sources.load(config.dataset, "train", config.data_dir, config.download, config)
+  test_split = sources.load(config.dataset, "test", config.data_dir, config.download, config)
   if len(train_split.class_names) != config.num_classes:
     raise UserError(f"config.num_classes={config.num_classes} but {config.dataset} has "
-                    f"{len(train_split.class_names)} classes.")
+                    f"{len(train_split.class_names)} classes: set "
+                    f"--config.num_classes={len(train_split.class_names)}.")
   steps_per_epoch = train_split.num_examples // config.batch_size
   if steps_per_epoch == 0:
     raise UserError(f"config.batch_size={config.batch_size} is larger than the "
@@ -141,7 +142,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       run.train_split, global_batch_size=config.batch_size, seed=config.seed,
       start_step=start_step, preprocess=run.train_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count())
-  first_batch = parallel.put_batch(next(batches))
+  # Host-to-device copies of the next batches overlap the current step.
+  batches = pipeline.prefetch_to_device(batches, parallel.put_batch)
+  first_batch = next(batches)
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
                  ema_decay=config.ema_decay)
   t0 = time.time()
@@ -175,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         epoch_first = (step - 1) // run.steps_per_epoch * run.steps_per_epoch
         bar.start(epoch_first // run.steps_per_epoch + 1, step - 1 - epoch_first,
                   min(run.steps_per_epoch, run.total_steps - epoch_first))
-      batch = first_batch if step == start_step + 1 else parallel.put_batch(next(batches))
+      batch = first_batch if step == start_step + 1 else next(batches)
       state, m = p_train_step(state, batch)
       train_metrics = train_metrics.merge(parallel.metrics(m))
       report_progress(step)
