@@ -135,6 +135,17 @@ def test_missing_tfds_data_says_how_to_get_it(name, tmp_path):
   with pytest.raises(UserError, match="was not found in") as e:
     sources.load(name, "train", data_dir=str(tmp_path), download=False)
   assert ("manual" in str(e.value)) == (name == "imagenet2012")
+  assert "(tfds: " not in str(e.value)
+
+
+def test_imagenet_manual_files_are_prepared_without_download(tmp_path):
+  # Files in the manual directory: tfds tries to prepare them (no internet needed) and
+  # says why it could not.
+  os.makedirs(tmp_path / "downloads" / "manual")
+  (tmp_path / "downloads" / "manual" / "ILSVRC2012_img_val.tar").write_bytes(b"")
+  with pytest.raises(UserError, match=r"imagenet2012 was not found in .* \(tfds: .*\): download "
+                                      r"ILSVRC2012_img_train.tar"):
+    sources.load("imagenet2012", "test", data_dir=str(tmp_path), download=False)
 
 
 @needs_fashion_mnist

@@ -14,6 +14,7 @@ from jaxcnn.data import sources
 from jaxcnn.train import loop
 from jaxcnn.train.progress import EpochProgress
 from tests.conftest import needs_fashion_mnist
+from tests.test_data_pipelines import CIFAR_CLASSES, CIFAR_TARBALL, unpack_cifar10_jpeg
 
 
 def test_progress_is_bounded_when_not_a_terminal():
@@ -89,3 +90,48 @@ def test_predict_agrees_with_the_evaluation_path(trained, tmp_path):
   for _, top in results:
     probs = [p for _, p in top]
     assert len(top) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+
+
+@pytest.mark.skipif(not os.path.exists(CIFAR_TARBALL), reason=f"{CIFAR_TARBALL} missing")
+def test_predict_on_cifar_jpegs_agrees_with_the_evaluation_path(tmp_path):
+  """A LeNet trained briefly on a CIFAR-10 JPEG folder; `python -m jaxcnn.predict` on some of
+  its test files gives the classes of the model's argmax on the pipeline's eval batches."""
+  import subprocess
+  import sys
+  from configs import default
+  from jaxcnn.data import pipeline, preprocess
+  from tests import launcher
+  root = unpack_cifar10_jpeg(str(tmp_path), {"train": 40, "test": 6})
+  config = default.get_config()
+  config.update(model="lenet5_classic", dataset="imagefolder", data_dir=root, num_classes=10,
+                image_size=32, train_preprocess="cifar", eval_preprocess="normalize",
+                batch_size=40, eval_batch_size=40, num_epochs=3, learning_rate=3e-3,
+                checkpoint_every_epochs=3, progress_every_secs=1e6)
+  config.model_options.sparse_c3 = False  # fewer layers to initialise op by op
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  # The evaluation path: the checkpoint's network on the pipeline's evaluation batches.
+  parallel = evaluate.JitParallel(evaluate.jax.devices()[:1])
+  state, record = evaluate.restore_for_inference(config, workdir, "latest", parallel)
+  assert tuple(record["class_names"]) == CIFAR_CLASSES  # kept with the checkpoint
+  test = sources.load("imagefolder", "test", data_dir=root, config=config)
+  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
+  want = []
+  for batch in pipeline.eval_batches(test, global_batch_size=60, preprocess=fn):
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                            batch["image"], train=False)
+    want.extend(np.argmax(logits, -1)[batch["mask"]].tolist())
+  paths = sources._image_folder_files(root, "test", config)[0].tolist()  # the split's order
+  chosen = list(range(0, 60, 3))  # two files of each class
+  p = subprocess.run([sys.executable, "-m", "jaxcnn.predict", f"--workdir={workdir}",
+                      "--step=latest", *[paths[i] for i in chosen]], cwd=launcher.ROOT,
+                     env=launcher.environment(1), capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0, p.stderr
+  lines = p.stdout.splitlines()
+  got = {}
+  for i, line in enumerate(lines):
+    if not line.startswith(" "):  # a path, then its top-5 lines "  12.34%  name"
+      got[line] = [l.split()[-1] for l in lines[i + 1:i + 6]]
+  assert [got[paths[i]][0] for i in chosen] == [CIFAR_CLASSES[want[i]] for i in chosen]
+  assert all(len(top) == 5 and set(top) <= set(CIFAR_CLASSES) for top in got.values())
+  assert len({want[i] for i in chosen}) > 1  # a network that tells classes apart

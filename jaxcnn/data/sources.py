@@ -19,6 +19,7 @@ import re
 import struct
 
 import numpy as np
+from absl import logging
 
 from jaxcnn.errors import UserError
 
@@ -227,6 +228,7 @@ class TfdsSpec:
   splits: dict  # our split ("train"/"test") -> tfds split
   kind: str  # "arrays": decoded into memory | "encoded": bytes in memory | "stream"
   how_to_get: str  # what to do when it is missing
+  manual: bool = False  # prepared from files the user downloads (tfds's manual directory)
 
 
 _TFDS = {
@@ -245,25 +247,36 @@ _TFDS = {
                               "validation": "validation"}, "stream",
                              "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
                              "from image-net.org into <data_dir>/downloads/manual/ (tfds's "
-                             "manual-download directory) and run again; tfds then prepares it"),
+                             "manual-download directory) and run again; tfds then prepares it",
+                             manual=True),
 }
 
 
-def _tfds_builder(name: str, data_dir: str | None, download: bool):
-  """The tfds builder, prepared; None if it is not and cannot be prepared."""
+def _tfds_builder(name: str, data_dir: str | None, download: bool, manual: bool = False):
+  """(the prepared tfds builder or None, why not): None if it is not and cannot be prepared.
+
+  `manual`: the dataset is prepared from files the user put in tfds's manual directory
+  (<data_dir>/downloads/manual), which needs no internet, so it is tried even without
+  `download`.
+  """
   import tensorflow_datasets as tfds
   root = data_dir or os.environ.get("TFDS_DATA_DIR") or tfds.core.constants.DATA_DIR
-  if not download and not os.path.isdir(os.path.join(root, name)):
-    return None  # not prepared; checked first because tfds warns about absent folders
+  manual_dir = os.path.join(root, "downloads", "manual")
+  has_manual = manual and os.path.isdir(manual_dir) and bool(os.listdir(manual_dir))
+  if not download and not has_manual and not os.path.isdir(os.path.join(root, name)):
+    return None, ""  # not prepared; checked first because tfds warns about absent folders
   builder = tfds.builder(name, data_dir=data_dir or None)
-  if not builder.is_prepared():
-    if not download:
-      return None
-    try:
-      builder.download_and_prepare()
-    except Exception:  # offline, the source unreachable, manual files missing: the caller explains
-      return None
-  return builder
+  if builder.is_prepared():
+    return builder, ""
+  if not download and not has_manual:
+    return None, ""
+  try:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None)
+  except Exception as e:  # offline, the source unreachable, manual files missing or damaged
+    logging.warning("tfds could not prepare %s: %s", name, e)
+    return None, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+  return builder, ""
 
 
 def _class_names(builder) -> tuple[str, ...]:
@@ -271,11 +284,11 @@ def _class_names(builder) -> tuple[str, ...]:
 
 
 def _tfds_split(name: str, split: str, data_dir: str | None, download: bool,
-                kind: str = "arrays") -> Split | None:
-  """The split from tfds if it is prepared (or, with `download`, can be prepared)."""
-  builder = _tfds_builder(name, data_dir, download)
+                kind: str = "arrays", manual: bool = False) -> Split | str | None:
+  """The split from tfds if it is prepared (or can be prepared); else why not (or None)."""
+  builder, why = _tfds_builder(name, data_dir, download, manual)
   if builder is None:
-    return None
+    return why or None
   import tensorflow_datasets as tfds
   channels = builder.info.features["image"].shape[-1] or 3
   if kind == "arrays":  # decoded once into host memory, in batches (tfds's batch_size=-1
@@ -314,10 +327,11 @@ def _load_tfds(name: str):
       raise UserError(f"{name} has no split {split!r}; it has: {', '.join(spec.splits)}.")
     if name == "mnist" and data_dir and _has_idx_files(data_dir):
       return load_idx_split(data_dir, split, tuple(str(i) for i in range(10)))
-    found = _tfds_split(name, spec.splits[split], data_dir, download, spec.kind)
-    if found is None:
+    found = _tfds_split(name, spec.splits[split], data_dir, download, spec.kind, spec.manual)
+    if not isinstance(found, Split):
       where = data_dir or "tfds's data directory"
-      raise UserError(f"{name} was not found in {where}: {spec.how_to_get}.")
+      why = f" (tfds: {found.rstrip('.')})" if found else ""
+      raise UserError(f"{name} was not found in {where}{why}: {spec.how_to_get}.")
     return found
 
   load_split.__doc__ = f"{name} through tensorflow-datasets."
@@ -331,11 +345,11 @@ def load_fashion_mnist(split: str, data_dir: str | None = None, download: bool =
   if data_dir and _has_idx_files(data_dir):
     return load_idx_split(data_dir, split, FASHION_MNIST_CLASSES)
   found = _tfds_split("fashion_mnist", split, data_dir, download=False)
-  if found is None and _has_idx_files(DEBIAN_FASHION_MNIST):
+  if not isinstance(found, Split) and _has_idx_files(DEBIAN_FASHION_MNIST):
     return load_idx_split(DEBIAN_FASHION_MNIST, split, FASHION_MNIST_CLASSES)
-  if found is None and download:
+  if not isinstance(found, Split) and download:
     found = _tfds_split("fashion_mnist", split, data_dir, download=True)
-  if found is None:
+  if not isinstance(found, Split):
     raise UserError(
         "Fashion-MNIST was not found: install the Debian package (`apt-get install -y "
         "dataset-fashion-mnist`, files in /usr/share/datasets/fashion-mnist) or run once "
