@@ -53,6 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.lr_decay_factor = 0.1
   c.warmup_steps = 0  # added to warmup_epochs (ResNet-110: 400 iterations)
   c.warmup_learning_rate = 0.0  # where the linear warmup starts
+  c.warmup_kind = "linear"  # linear | constant (warmup_learning_rate held, then the schedule)
   c.lr_decay_steps = ()  # piecewise: also at these iterations
   c.lr_decay_every_epochs = 8.0  # exponential (staircase): GoogLeNet's x0.96 every 8 epochs
   c.grad_clip_norm = 0.0  # 0: no clipping
@@ -65,9 +66,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.plateau_max_reductions = 3
   c.early_stopping_patience = 0
   c.early_stopping_min_delta = 0.0
+  # Start a fresh run with layers of another run's checkpoint (jaxcnn/train/pretrained.py):
+  c.init_from = ""  # a workdir (its best checkpoint, else its latest); empty: random init
+  c.init_from_layers = ()  # "target=source" layer names; empty: every layer in both
   c.aux_loss_weight = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
   c.seed = 0
   # Devices.
+  c.half_precision = False  # bfloat16 computation, float32 parameters and loss
+  c.profile_steps = 0  # trace this many steps with jax.profiler (TensorBoard); 0: off
+  c.profile_first_step = 10  # counted from the run's (or resume's) first step
   c.parallelism = "jit"  # jit (Mesh + NamedSharding) | pmap
   c.sync_batch_norm = True  # False: per-replica batch statistics, as the papers
   # Checkpoints and logs.

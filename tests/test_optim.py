@@ -43,6 +43,10 @@ def test_sgd_with_l2_weight_decay_matches_the_papers_update():
      {299: 0.1, 300: 0.01, 600: 0.001}),
     (dict(schedule="piecewise", learning_rate=0.1, lr_decay_steps=(32_000,), warmup_steps=400,
           warmup_learning_rate=0.01), {0: 0.01, 400: 0.1, 32_000: 0.01}),
+    # ResNet-110: 0.01 held for the first 400 iterations, then 0.1
+    (dict(schedule="piecewise", learning_rate=0.1, lr_decay_steps=(32_000,), warmup_steps=400,
+          warmup_learning_rate=0.01, warmup_kind="constant"),
+     {0: 0.01, 399: 0.01, 400: 0.1, 31_999: 0.1, 32_000: 0.01}),
     (dict(schedule="cosine", learning_rate=0.1), {0: 0.1, 500: 0.05, 1000: 0.0}),
 ])
 def test_schedules(fields, checks):

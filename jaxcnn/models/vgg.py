@@ -87,6 +87,26 @@ class VGG(nn.Module):
     return dense(self.num_classes, "fc3")(x)
 
 
+def paper_pre_init_layers(config: str) -> tuple[str, ...]:
+  """The paper's pre-initialisation of configuration `config` from a trained A, as
+  "target=source" pairs for config.init_from_layers: A's first four conv layers go to the
+  same places of the deeper net's blocks (first conv of blocks 1 and 2, first two of block
+  3: the only reading in which the shapes agree), and its three dense layers to the same.
+  """
+  def positions(letter):
+    names, i = {}, 0
+    for b, block in enumerate(CONFIGS[letter]):
+      for j in range(len(block)):
+        i += 1
+        names[(b, j)] = f"conv{i}"
+    return names
+
+  source, target = positions("A"), positions(config)
+  first_four = sorted(source, key=lambda bj: int(source[bj][4:]))[:4]
+  return tuple([f"{target[bj]}={source[bj]}" for bj in first_four] +
+               [f"fc{j}=fc{j}" for j in (1, 2, 3)])
+
+
 _make = accepting_init_option(VGG, tuple(_INITS))
 for _name, _options in {
     "vgg11": dict(config="A"), "vgg11_lrn": dict(config="A", lrn=True),

@@ -5,6 +5,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -13,7 +14,7 @@ from clu import parameter_overview, periodic_actions
 from jaxcnn import models, report
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
-from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, steps
+from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, steps
 from jaxcnn.train.logs import RunLog, summarize
 from jaxcnn.train.preemption import Preempted, PreemptionWatch
 from jaxcnn.train.progress import EpochProgress
@@ -95,7 +96,12 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
 
 
 def create_model(config, parallel):
-  model = models.create(config.model, num_classes=config.num_classes, **config.model_options)
+  options = dict(config.model_options)
+  if config.get("half_precision", False):
+    # bfloat16 activations and matmul/conv inputs; parameters, optimizer state and the loss
+    # stay float32 (the TPU convention; Flax modules cast params to `dtype` per layer).
+    options.setdefault("dtype", jnp.bfloat16)
+  model = models.create(config.model, num_classes=config.num_classes, **options)
   if parallel.bn_axis_name is not None and hasattr(model, "bn_axis_name"):
     model = model.clone(bn_axis_name=parallel.bn_axis_name)  # synchronised batch norm
   return model
@@ -135,6 +141,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if record.get("stopped_early"):
       _print("This run stopped early (no improvement); nothing more to train.")
       return {}
+  elif config.init_from:
+    state, copied = pretrained.initialize_from(state, config.init_from, config.init_from_layers)
+    _print(f"Initialised {', '.join(copied)} from {config.init_from}.")
   state = parallel.put_state(state)
   start_step = int(parallel.host_state(state.step))
 
@@ -169,6 +178,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=run.total_steps, writer=log.writer, every_secs=config.progress_every_secs)
   bar = EpochProgress(config.batch_size, config.progress_every_secs)
+  hooks = [report_progress]
+  if config.get("profile_steps", 0) and jax.process_index() == 0:
+    # A jax.profiler trace of a few steps, written for TensorBoard's profile plugin.
+    hooks.append(periodic_actions.Profile(
+        logdir=workdir, num_profile_steps=config.profile_steps,
+        first_profile=start_step + config.profile_first_step, every_secs=None))
 
   test_summary = {}
   epoch_start = time.time()
@@ -181,7 +196,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       batch = first_batch if step == start_step + 1 else next(batches)
       state, m = p_train_step(state, batch)
       train_metrics = train_metrics.merge(parallel.metrics(m))
-      report_progress(step)
+      for hook in hooks:
+        hook(step)
       epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
       end_of_epoch = step_in_epoch == 0 or step == run.total_steps
       loss = None

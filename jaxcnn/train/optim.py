@@ -42,7 +42,14 @@ def create_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
     raise UserError(f"Unknown schedule {name!r}; valid names are: {', '.join(SCHEDULES)}.")
   if warmup:
     start = config.get("warmup_learning_rate", 0.0)
-    return optax.join_schedules([optax.linear_schedule(start, lr, warmup), main], [warmup])
+    kind = config.get("warmup_kind", "linear")
+    if kind == "linear":
+      ramp = optax.linear_schedule(start, lr, warmup)
+    elif kind == "constant":  # ResNet-110: hold 0.01 for 400 iterations, then 0.1
+      ramp = optax.constant_schedule(start)
+    else:
+      raise UserError(f"Unknown warmup_kind {kind!r}; valid names are: linear, constant.")
+    return optax.join_schedules([ramp, main], [warmup])
   return main
 
 

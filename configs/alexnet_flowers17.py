@@ -1,0 +1,15 @@
+"""AlexNet on the 17-category flowers, seed 003's first Keras experiment.
+
+Source: seed 003 (Keras AlexNet, optimizer='adam': Keras's default lr 1e-3).
+Expected: validation accuracy near 0.50, as the document reports (training accuracy near
+0.99: heavy overfitting).
+See configs/flowers17.py for the data and the shared recipe.
+"""
+from configs import flowers17
+
+
+def get_config():
+  config = flowers17.get_config()
+  config.model = "alexnet"
+  config.learning_rate = 1e-3
+  return config

@@ -1,0 +1,27 @@
+"""What the three Keras experiments of seed 003 share: the 17-category flower set.
+
+Source: seed 003 trains AlexNet, VGG-16 and Inception-v2 in Keras on tflearn's oxflower17
+(1,360 images, 80 per class, resized to 224x224), an 80/20 train_test_split, batch 64,
+up to 100 epochs, EarlyStopping(patience=30, min_delta=1e-4) and ModelCheckpoint keeping
+the best model by validation loss (here: the best by test accuracy, kept by Orbax).
+Data: the images as a class-per-folder directory (17 folders):
+  --config.data_dir=PATH/TO/flowers17
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset = "imagefolder"
+  config.num_classes = 17
+  config.holdout_fraction = 0.2
+  config.image_size = 224
+  config.train_preprocess = "resize"
+  config.eval_preprocess = "resize"
+  config.batch_size = 64
+  config.eval_batch_size = 64
+  config.num_epochs = 100
+  config.optimizer = "adam"
+  config.early_stopping_patience = 30
+  config.early_stopping_min_delta = 1e-4
+  return config

@@ -1,0 +1,32 @@
+"""ResNet-18 (CIFAR variant) on CIFAR-10: the README's headline, with the standard strong recipe.
+
+Source: seeds 000 and 001 build this network (3x3 stem, no max-pool, 11,173,962
+parameters) and train it with Adam 1e-3 (see resnet18_cifar_adam, about 90% claimed).
+This config uses the recipe the field reports about 95% with (kuangliu/pytorch-cifar and
+most reproductions): SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, cosine
+decay over 200 epochs, 4-pixel pad + random 32x32 crop + horizontal flip, per-channel
+mean/std normalisation.
+Expected: about 0.95 test accuracy after 200 epochs.
+Data: tfds `cifar10`, or offline the CIFAR-10 JPEG copy as an image folder:
+  --config.dataset=imagefolder --config.data_dir=DIR  (DIR holding train/ and test/)
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model = "resnet18_cifar"
+  config.dataset = "cifar10"
+  config.num_classes = 10
+  config.image_size = 32
+  config.train_preprocess = "cifar"
+  config.eval_preprocess = "normalize"
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 200
+  config.optimizer = "sgd"
+  config.learning_rate = 0.1
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.schedule = "cosine"
+  return config

@@ -1,0 +1,114 @@
+"""Every recipe config builds and trains: two steps and an evaluation, at a reduced size.
+
+Only the data source and the sizes are reduced (synthetic images, small batches and images,
+two steps); the model, optimizer, schedule, preprocessing and every other field are the
+recipe's own.
+"""
+import importlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import configs
+from jaxcnn.train import loop
+
+CONFIG_DIR = os.path.dirname(configs.__file__)
+# On the 2-core CI machine every recipe is prepared (model, optimizer, schedule, data and
+# preprocessing built, the model initialised abstractly) but only these train: one per
+# network family and recipe feature. JAXCNN_SLOW_TESTS=1 trains all of them (each costs
+# 10-60 s of compilation here).
+TRAINED_IN_CI = {
+    "lenet_fashion_mnist",  # Adam, to_float
+    "alexnet_fashion_mnist",  # resize to 224 (reduced here)
+    "resnet18_cifar",  # cifar augmentation, SGD + cosine, weight decay
+    "resnet20_cifar",  # piecewise at iterations, option-A shortcuts
+    "alexnet_imagenet",  # alexnet preprocessing (PCA lighting), plateau, LRN, paper init
+    "vgg11_imagenet",  # vgg scale jittering, the ImageNet head
+    "googlenet_imagenet",  # auxiliary losses, EMA, inception crops, exponential staircase
+    "alexnet_flowers17",  # image-folder recipe, early stopping
+    "resnet50_signs",  # the Keras ResNet-50
+}
+
+
+# Networks that need more than 64 pixels: AlexNet-d2l's stride-4 stem and pools, and the
+# Keras BN-Inception's fixed 7x7 final pool.
+MIN_SIDE = {"alexnet_d2l": 96, "inception_v2": 193}
+
+
+def _doc(module) -> str:
+  """The recipe's docstring and those of the shared configs it builds on."""
+  docs = [module.__doc__ or ""]
+  for value in vars(module).values():
+    if getattr(value, "__name__", "").startswith("configs.") and value is not module:
+      docs.append(_doc(value))
+  return "\n".join(docs)
+
+
+def test_every_config_file_is_a_recipe_or_shared():
+  files = {f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f != "__init__.py"}
+  assert files == set(configs.RECIPES) | set(configs.SHARED)
+
+
+@pytest.mark.parametrize("name", configs.RECIPES)
+def test_recipe_names_its_source_and_expected_result(name):
+  doc = _doc(importlib.import_module(f"configs.{name}"))
+  assert "Expected" in doc and ("Source" in doc or "paper" in doc), name
+
+
+def _reduced(config):
+  """The recipe with synthetic data and small sizes; every training choice unchanged."""
+  side = config.image_size
+  small = side if side <= 64 else MIN_SIDE.get(config.model, 64)
+  channels = 1 if config.dataset in ("fashion_mnist", "mnist") else 3
+  config.dataset = "synthetic"
+  config.data_dir = ""
+  # Stored images a bit larger than the crop, as the real data is.
+  stored = small if config.train_preprocess in ("to_float", "cifar", "normalize") else small + 8
+  config.synthetic_image_shape = (stored, stored, channels)
+  config.synthetic_train_examples = 16
+  config.synthetic_test_examples = 11  # a padded last batch
+  config.image_size = small
+  config.resize_size = small + 8
+  lo, hi = config.vgg_scale_range
+  config.vgg_scale_range = (small + 8, small + 8 + (hi - lo) // 32)
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_train_steps = 2
+  config.progress_every_secs = 3600.0
+  return config
+
+
+@pytest.mark.parametrize("name", configs.RECIPES)
+def test_recipe_builds_its_model_optimizer_and_data(name):
+  config = _reduced(importlib.import_module(f"configs.{name}").get_config())
+  run = loop.prepare(config)
+  x = jnp.zeros((1, *run.image_shape))
+  variables = jax.eval_shape(lambda: run.model.init(jax.random.PRNGKey(0), x, train=False))
+  assert jax.eval_shape(lambda v: run.model.apply(v, x, train=False),
+                        variables).shape == (1, config.num_classes)
+  assert run.total_steps == 2 and run.tx is not None
+
+
+@pytest.mark.parametrize("name", [
+    n if n in TRAINED_IN_CI else pytest.param(n, marks=pytest.mark.slow)
+    for n in configs.RECIPES])
+def test_recipe_trains_two_steps_and_evaluates(name, tmp_path):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  recipe = config.to_dict()
+  config = _reduced(config)
+  changed = {k for k in recipe if recipe[k] != config.to_dict()[k]}
+  assert changed <= {"dataset", "data_dir", "synthetic_image_shape", "synthetic_train_examples",
+                     "synthetic_test_examples", "image_size", "resize_size", "vgg_scale_range",
+                     "batch_size", "eval_batch_size", "num_train_steps", "progress_every_secs"}
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(summary["loss"]) and 0.0 <= summary["accuracy"] <= 1.0
+  with open(tmp_path / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  test = [r for r in records if r.get("split") == "test"]
+  assert test and test[-1]["step"] == 2
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["model"] == recipe["model"]
