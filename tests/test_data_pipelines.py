@@ -357,6 +357,20 @@ def test_cifar_parts_follow_their_fields():
              for o in outs)
 
 
+def test_cifar_on_a_batch_equals_one_by_one_and_covers_every_crop():
+  fn = _fn("cifar", image_size=32)
+  images = np.stack([_image(32, 32, seed=i) for i in range(16)])
+  seeds = np.stack([np.full(16, 3), np.arange(16)], 1)
+  np.testing.assert_array_equal(np.asarray(fn(images, seeds)),
+                                np.stack([fn(x, s) for x, s in zip(images, seeds)]))
+  seeds = np.stack([np.full(2000, 3), np.arange(2000)], 1)
+  tops = np.asarray(preprocess._draw(seeds, 0, 9))
+  lefts = np.asarray(preprocess._draw(seeds, 1, 9))
+  flips = np.asarray(preprocess._draw(seeds, 2, 2))
+  assert np.bincount(tops, minlength=9).min() > 150 and np.bincount(lefts).min() > 150
+  assert 0.45 < flips.mean() < 0.55 and np.corrcoef(tops, lefts)[0, 1] < 0.1
+
+
 def test_pca_lighting_adds_one_colour_per_image():
   image = _image(300, 300)
   seed = np.array([5, 6], np.int64)

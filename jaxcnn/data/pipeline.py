@@ -58,12 +58,39 @@ def _images(split: Split, indices: np.ndarray) -> tf.data.Dataset:
   return split.images.dataset(indices)
 
 
-def _map_dataset(split: Split, indices, seeds, preprocess, num_parallel=tf.data.AUTOTUNE):
-  ds = tf.data.Dataset.zip(_images(split, indices),
-                           tf.data.Dataset.from_tensor_slices(split.labels[indices]),
-                           tf.data.Dataset.from_tensor_slices(seeds))
-  return ds.map(lambda x, y, s: {"image": preprocess(x, s), "label": y},
-                num_parallel_calls=num_parallel, deterministic=True)
+def _batched(preprocess) -> bool:
+  """Whether the preprocessing also takes whole batches (preprocess.cifar and the like)."""
+  return getattr(getattr(preprocess, "func", preprocess), "batched", False)
+
+
+def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: int,
+                          mask=None, drop_remainder=False) -> tf.data.Dataset:
+  """Batches {image, label[, mask]} of the examples at `indices`, each example preprocessed
+  with its seed.
+
+  Same-size images in memory with a batch-capable preprocessing are preprocessed a batch
+  at a time (per-example work would cost more than a 32x32 crop); the rest one by one, in
+  parallel (decoding included).
+  """
+  extra = () if mask is None else (mask,)
+
+  def example(x, rest):
+    return {"image": preprocess(x, rest[1]), "label": rest[0],
+            **({"mask": rest[2]} if mask is not None else {})}
+
+  if (isinstance(split.images, np.ndarray) and _batched(preprocess) and
+      (drop_remainder or len(indices) % batch_size == 0)):
+    # Sliced into whole batches here: tf.data then handles one element per batch.
+    n = len(indices) // batch_size
+    whole = lambda a: a[:n * batch_size].reshape(n, batch_size, *a.shape[1:])  # noqa: E731
+    ds = tf.data.Dataset.from_tensor_slices(
+        (whole(split.images[indices]), tuple(whole(a) for a in
+                                             (split.labels[indices], seeds, *extra))))
+    return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  labels_seeds = tf.data.Dataset.from_tensor_slices((split.labels[indices], seeds, *extra))
+  ds = tf.data.Dataset.zip(_images(split, indices), labels_seeds)
+  ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
 def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
@@ -111,8 +138,8 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
     grid = positions.reshape(steps_per_epoch, process_count, local)[offset:, process_index]
     mine = grid.reshape(-1)
     indices = order[mine]
-    ds = _map_dataset(split, indices, _example_seeds(seed, epoch, mine), preprocess)
-    ds = ds.batch(local, drop_remainder=True).prefetch(prefetch)
+    ds = _preprocessed_batches(split, indices, _example_seeds(seed, epoch, mine), preprocess,
+                               local, drop_remainder=True).prefetch(prefetch)
     yield from _read(ds, split, indices, local)
     epoch, offset = epoch + 1, 0
 
@@ -173,9 +200,8 @@ def eval_batches(split: Split, *, global_batch_size: int, preprocess: Callable,
   mine = positions.reshape(num_batches, process_count, local)[:, process_index].reshape(-1)
   mask = mine < split.num_examples
   indices = np.where(mask, mine, 0)
-  ds = _map_dataset(split, indices, _example_seeds(0, 0, mine), preprocess)
-  ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(mask))
-  ds = ds.map(lambda ex, m: {**ex, "mask": m}).batch(local).prefetch(prefetch)
+  ds = _preprocessed_batches(split, indices, _example_seeds(0, 0, mine), preprocess, local,
+                             mask=mask).prefetch(prefetch)
   yield from _read(ds, split, indices, local)
 
 

@@ -1,9 +1,12 @@
 """Per-example preprocessing by name, as tf.data map functions on uint8 images.
 
 Each function takes (image uint8 [H, W, C], seed int64[2], config) and returns float32
-[image_size, image_size, C] (to_float: the image's own size). All randomness goes through
-stateless tf.random ops seeded by `seed`, which the pipeline derives from (run seed, epoch,
-example position): a resumed run sees exactly the augmentations an uninterrupted one would.
+[image_size, image_size, C] (to_float, normalize: the image's own size). All randomness is
+a function of `seed`, which the pipeline derives from (run seed, epoch, example position): a
+resumed run sees exactly the augmentations an uninterrupted one would. The ImageNet-style
+ones use stateless tf.random ops; `cifar` hashes the seed, so that it can also take whole
+batches [B, H, W, C] with seeds [B, 2] (the `batched` ones: the pipeline maps them over
+batches of same-size images, with the same result per example).
 
 Every choice is a config field (configs/default.py); a config that lacks one (an old saved
 config.json) gets the default below. Normalisation, `(x / 255 - mean_rgb) / std_rgb`, uses
@@ -73,12 +76,20 @@ def normalization(config):
 
 
 def _normalize(image, config):
-  """float32 pixels on [0, 255] -> (x / 255 - mean) / std, per channel."""
+  """float32 pixels on [0, 255] -> (x / 255 - mean) / std, per channel (of images [..., H, W, C])."""
   mean, std = normalization(config)
   channels = image.shape[-1] or len(mean)  # grayscale: the first channel's statistics
-  mean = tf.constant(mean[:channels] if channels < len(mean) else mean, tf.float32)
-  std = tf.constant(std[:channels] if channels < len(std) else std, tf.float32)
-  return (image / 255.0 - mean) / std
+  mean, std = mean[:channels], std[:channels]
+  if all(m == 0 for m in mean) and all(d == 1 for d in std):
+    return image / 255.0
+  # As x * scale + offset over rows of W * C values: broadcasting along an inner axis of 3
+  # channels is several times slower.
+  scale = tf.constant([1.0 / (255.0 * d) for d in std], tf.float32)
+  offset = tf.constant([-m / d for m, d in zip(mean, std)], tf.float32)
+  shape = tf.shape(image)
+  rows = tf.reshape(image, [-1, shape[-2] * channels])
+  rows = rows * tf.tile(scale, [shape[-2]]) + tf.tile(offset, [shape[-2]])
+  return tf.reshape(rows, shape)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -155,21 +166,57 @@ def resize(image, seed, config):
   return _normalize(image, config)
 
 
+def _mix(x):
+  """splitmix64's finaliser on uint64 tensors: a well-spread hash, elementwise."""
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(30, tf.uint64)))
+  x = x * tf.constant(0xbf58476d1ce4e5b9, tf.uint64)
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(27, tf.uint64)))
+  x = x * tf.constant(0x94d049bb133111eb, tf.uint64)
+  return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
+
+
+def _draw(seeds, stream: int, n: int):
+  """int32 [B] uniform in [0, n), a hash of each row of seeds [B, 2] and `stream`.
+
+  Elementwise, so one draw is the same whether its example is alone or in a batch (the
+  stateless tf.random ops take one seed per call, and would tie a draw to its batch).
+  """
+  seeds = tf.cast(seeds, tf.uint64)
+  golden = tf.constant(0x9e3779b97f4a7c15, tf.uint64)
+  h = _mix(_mix(seeds[:, 0] + golden * tf.constant(stream + 1, tf.uint64)) + seeds[:, 1])
+  return tf.cast(h % tf.cast(n, tf.uint64), tf.int32)
+
+
 def cifar(image, seed, config):
   """CIFAR training (He et al. 2016, sec. 4.2): zero-pad config.crop_padding pixels on each
-  side, random config.image_size crop, random horizontal flip, per-channel mean/std."""
-  crop_seed, flip_seed = _seeds(seed, 2)
+  side, random config.image_size crop, random horizontal flip, per-channel mean/std.
+
+  Takes one image [H, W, C] with its seed [2], or a batch [B, H, W, C] with seeds [B, 2]:
+  per-example work costs more than the augmentation of a 32x32 image, so the pipeline
+  applies it to whole batches of same-size images, with the same result per example.
+  """
   image = tf.convert_to_tensor(image)
+  if image.shape.rank == 3:
+    return cifar(image[None], tf.reshape(seed, (1, 2)), config)[0]
   size = option(config, "image_size")
   pad = option(config, "crop_padding")
-  if image.shape[0] is not None:
-    _require(min(image.shape[:2]) + 2 * pad >= size,
-             f"config.image_size={size} is larger than the {image.shape[0]}x{image.shape[1]} "
-             f"images padded by config.crop_padding={pad}: use the images' size (cifar "
-             f"preprocessing) or another preprocessing.")
-  image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])  # zeros, before normalisation
-  image = _random_crop(image, size, crop_seed)
-  image = _flip(image, flip_seed, config)
+  h, w = image.shape[1], image.shape[2]
+  if h is not None and w is not None:
+    _require(min(h, w) + 2 * pad >= size,
+             f"config.image_size={size} is larger than the {h}x{w} images padded by "
+             f"config.crop_padding={pad}: use the images' size (cifar preprocessing) or "
+             f"another preprocessing.")
+  image = tf.pad(image, [[0, 0], [pad, pad], [pad, pad], [0, 0]])  # zeros, before normalising
+  shape = tf.shape(image)
+  top = _draw(seed, 0, shape[1] - size + 1)
+  left = _draw(seed, 1, shape[2] - size + 1)
+  steps = tf.range(size)
+  cols = left[:, None] + steps
+  if option(config, "random_flip"):
+    flip = tf.cast(_draw(seed, 2, 2), tf.bool)
+    cols = tf.where(flip[:, None], left[:, None] + size - 1 - steps, cols)
+  image = tf.gather(image, top[:, None] + steps, axis=1, batch_dims=1)  # rows [B, size]
+  image = tf.gather(image, cols, axis=2, batch_dims=1)  # columns [B, size]
   return _normalize(tf.cast(image, tf.float32), config)
 
 
@@ -242,6 +289,11 @@ def center_crop(image, seed, config):
   image = resize_shorter_side(image, option(config, "resize_size"))
   return _normalize(center_crop_to(image, option(config, "image_size")), config)
 
+
+# These take a batch of same-size images [B, H, W, C] with seeds [B, 2] as well as one
+# image, with the same result per example; the pipeline maps them over batches.
+for _fn in (to_float, resize, cifar, normalize):
+  _fn.batched = True
 
 PREPROCESSORS = {"to_float": to_float, "resize": resize, "cifar": cifar, "normalize": normalize,
                  "alexnet": alexnet, "vgg": vgg, "inception": inception,
