@@ -102,3 +102,60 @@ def accepting_init_option(cls, choices: tuple[str, ...]):
 
   make.__name__ = make.__qualname__ = cls.__name__
   return make
+
+
+def max_pool_2x2(x):
+  """2x2 max-pool with stride 2, floor mode (PyTorch's MaxPool2d(2, 2), flax's VALID pool).
+
+  Written as a reshape and a max instead of XLA's reduce_window: the same forward values,
+  and the backward pass becomes a masked broadcast instead of select-and-scatter, which
+  XLA's CPU backend runs 2-3x slower (benchmarks/layers.py; ties split the gradient evenly
+  where select-and-scatter picks one, which only matters for exactly equal inputs).
+  """
+  n, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _is_nhwc_hwio(dimension_numbers) -> bool:
+  return (dimension_numbers is not None and tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
+          and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1)
+          and tuple(dimension_numbers.out_spec) == (0, 3, 1, 2))
+
+
+# Feature maps with at most this many positions go through the matmul formulation below.
+SMALL_MAP_POSITIONS = 4
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         **kwargs):
+  """lax.conv_general_dilated, with convolutions over tiny feature maps done as one matmul.
+
+  XLA's CPU convolution is pathologically slow when the map is 2x2 or smaller (a 3x3, 512
+  channel convolution over 128x2x2 takes seconds where 3x3 maps take tens of ms:
+  benchmarks/layers.py), which is where VGG's last block sits on CIFAR. There the patches
+  are gathered (im2col) and multiplied by the kernel as one matrix product: the same sums,
+  in float32 to rounding. Pass it as `nn.Conv(..., conv_general_dilated=...)`.
+  """
+  dense = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers) and feature_group_count == 1
+           and tuple(window_strides) == (1, 1) and not any(
+               d not in (None, (1, 1)) and tuple(d) != (1, 1)
+               for d in (lhs_dilation, rhs_dilation)))
+  if not dense or lhs.shape[1] * lhs.shape[2] > SMALL_MAP_POSITIONS:
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count, **kwargs)
+  kh, kw, cin, cout = rhs.shape
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (1, 1), padding)
+  (top, bottom), (left, right) = padding
+  padded = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  n = lhs.shape[0]
+  h, w = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
+  patches = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)],
+                            axis=-1)  # (n, h, w, kh*kw*cin), in the kernel's HWI order
+  out = jnp.dot(patches.reshape(n * h * w, kh * kw * cin), rhs.reshape(kh * kw * cin, cout),
+                precision=kwargs.get("precision"),
+                preferred_element_type=kwargs.get("preferred_element_type"))
+  return out.reshape(n, h, w, cout)

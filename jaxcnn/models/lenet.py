@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
-from jaxcnn.models.layers import torch_default_bias_init, torch_default_kernel_init
+from jaxcnn.models.layers import max_pool_2x2, torch_default_bias_init, torch_default_kernel_init
 
 
 def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
@@ -50,9 +50,9 @@ class LeNet5(nn.Module):
     del train  # no dropout or batch norm in this network
     x = x.astype(self.dtype)
     x = _conv(6, x.shape[-1], 5, self.dtype, "conv1")(x)
-    x = nn.max_pool(nn.sigmoid(x), (2, 2), strides=(2, 2))
+    x = max_pool_2x2(nn.sigmoid(x))
     x = _conv(16, 6, 5, self.dtype, "conv2")(x)
-    x = nn.max_pool(nn.sigmoid(x), (2, 2), strides=(2, 2))
+    x = max_pool_2x2(nn.sigmoid(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.sigmoid(_dense(120, x.shape[-1], self.dtype, "fc1")(x))
     x = nn.sigmoid(_dense(84, 120, self.dtype, "fc2")(x))

@@ -25,7 +25,8 @@ from flax import linen as nn
 
 from jaxcnn.models import register
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  batch_norm, flatten, kaiming_normal_fan_out)
+                                  batch_norm, conv_general_dilated, flatten,
+                                  kaiming_normal_fan_out, max_pool_2x2)
 
 # Each block: its convolutions' (channels, kernel size); a 2x2 max-pool ends every block.
 CONFIGS: dict[str, tuple[tuple[tuple[int, int], ...], ...]] = {
@@ -65,13 +66,14 @@ class VGG(nn.Module):
         i += 1
         pad = kernel // 2
         x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                    dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}")(x)
+                    dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}",
+                    conv_general_dilated=conv_general_dilated)(x)
         if self.batch_norm:
           x = batch_norm(train, self.dtype, f"bn{i}", self.bn_axis_name)(x)
         x = nn.relu(x)
         if self.lrn and i == 1:
           x = LocalResponseNorm(name="lrn")(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x)
 
     def dense(features, name):
       return nn.Dense(features, dtype=self.dtype, kernel_init=dense_init, name=name)

@@ -1,0 +1,59 @@
+"""The two XLA CPU pathologies the models work around, measured: max-pool's backward pass and
+convolutions over tiny feature maps (jaxcnn/models/layers.py).
+
+    python benchmarks/layers.py
+
+Prints milliseconds (median of 5) for the plain op and for this project's formulation.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import linen as nn  # noqa: E402
+
+from jaxcnn.models import layers  # noqa: E402
+
+
+def median_ms(fn, *args, runs=5):
+  fn = jax.jit(fn)
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(runs):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return round(1e3 * statistics.median(times), 2)
+
+
+def main():
+  rng = np.random.default_rng(0)
+  rows = []
+  x = jnp.asarray(rng.normal(size=(128, 32, 32, 64)), jnp.float32)
+  for name, pool in [("reduce_window", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))),
+                     ("reshape_max", layers.max_pool_2x2)]:
+    grad = jax.grad(lambda x, pool=pool: jnp.sum(pool(x) ** 2))
+    rows.append({"op": "max_pool 2x2 over 128x32x32x64", "impl": name,
+                 "forward_ms": median_ms(pool, x), "forward_backward_ms": median_ms(grad, x)})
+  for size in (2, 4):
+    y = jnp.asarray(rng.normal(size=(128, size, size, 512)), jnp.float32)
+    conv = nn.Conv(512, (3, 3), padding=((1, 1), (1, 1)))
+    variables = conv.init(jax.random.PRNGKey(0), y)
+    for name, module in [("xla", conv),
+                         ("im2col", conv.clone(conv_general_dilated=layers.conv_general_dilated))]:
+      grad = jax.grad(lambda v, y, m=module: jnp.sum(m.apply(v, y) ** 2), argnums=(0, 1))
+      rows.append({"op": f"conv 3x3 512->512 over 128x{size}x{size}", "impl": name,
+                   "forward_ms": median_ms(module.apply, variables, y),
+                   "forward_backward_ms": median_ms(grad, variables, y)})
+  for row in rows:
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+  main()
