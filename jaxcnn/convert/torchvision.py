@@ -6,10 +6,11 @@ scale/bias, running_mean/var -> mean/var. torchvision flattens CHW feature maps 
 first dense layer and this project flattens HWC, so that layer's input rows are permuted.
 The result is checked against the shapes of the registered model's own variables.
 
-Other families register into `CONVERTERS` from their own modules:
+Converters: alexnet, the eight VGGs, resnet18..152, googlenet and inception_v3. Another
+family can register into `CONVERTERS` from its own module:
 
     from jaxcnn.convert.torchvision import CONVERTERS, StateDict, Variables
-    CONVERTERS["googlenet"] = convert_googlenet   # (StateDict) -> Variables
+    CONVERTERS["mynet"] = convert_mynet   # (StateDict) -> Variables
 """
 import re
 from typing import Callable
@@ -55,10 +56,13 @@ class Variables:
   """{"params": ..., "batch_stats": ...} built leaf by leaf from '/'-separated paths.
 
   `num_classes` is the width of the output layer: the dense layer marked `logits=True`.
+  `options` are the model options the state_dict implies, such as aux_logits=False for a
+  GoogLeNet or Inception-v3 state_dict without auxiliary classifiers.
   """
 
   def __init__(self):
     self.num_classes = 0
+    self.options: dict = {}  # model options the state_dict implies (aux_logits=False)
     self.params: dict[tuple[str, ...], np.ndarray] = {}
     self.batch_stats: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -157,13 +161,58 @@ def convert_resnet(sd: StateDict) -> Variables:
   return v
 
 
+def _torch_path(prefix: str) -> str:
+  """torchvision's module path -> ours: a Sequential's index joins its name with "_"
+  (inception3a.branch2.1 -> inception3a/branch2_1), other dots become "/"."""
+  return re.sub(r"\.(\d+)", r"_\1", prefix).replace(".", "/")
+
+
+def _basic_convs(v: Variables, sd: StateDict) -> None:
+  """Every BasicConv2d (a bias-free conv `X.conv` and its batch norm `X.bn`) as X/conv, X/bn."""
+  for key in sorted(sd.arrays):
+    if key.endswith(".conv.weight"):
+      prefix = key[:-len(".conv.weight")]
+      v.conv(sd, f"{prefix}.conv", f"{_torch_path(prefix)}/conv")
+      v.bn(sd, f"{prefix}.bn", f"{_torch_path(prefix)}/bn")
+
+
+@_converter("googlenet")
+def convert_googlenet(sd: StateDict) -> Variables:
+  """torchvision's GoogLeNet, with its auxiliary classifiers (aux1, aux2) or without (as its
+  pretrained checkpoint: the model is then created with aux_logits=False)."""
+  v = Variables()
+  _basic_convs(v, sd)
+  if "aux1.fc2.weight" in sd:
+    for aux in ("aux1", "aux2"):
+      # fc1 reads the flattened 128x4x4 map: (C, H, W) rows there, (H, W, C) here.
+      v.dense(sd, f"{aux}.fc1", f"{aux}/fc1", chw=(128, 4, 4))
+      v.dense(sd, f"{aux}.fc2", f"{aux}/fc2")
+  else:
+    v.options["aux_logits"] = False
+  v.dense(sd, "fc", "fc", logits=True)
+  return v
+
+
+@_converter("inception_v3")
+def convert_inception_v3(sd: StateDict) -> Variables:
+  """torchvision's Inception-v3, with its auxiliary classifier (AuxLogits) or without."""
+  v = Variables()
+  _basic_convs(v, sd)
+  if "AuxLogits.fc.weight" in sd:
+    v.dense(sd, "AuxLogits.fc", "AuxLogits/fc")  # after a global pool: no permutation
+  else:
+    v.options["aux_logits"] = False
+  v.dense(sd, "fc", "fc", logits=True)
+  return v
+
+
 def _shapes(tree) -> dict[str, tuple[int, ...]]:
   return {"/".join(k): tuple(x.shape) for k, x in traverse_util.flatten_dict(tree).items()}
 
 
-def _check(name: str, variables: dict, num_classes: int) -> None:
+def _check(name: str, variables: dict, num_classes: int, options: dict) -> None:
   """The converted variables must have exactly the registered model's names and shapes."""
-  model = models.create(name, num_classes=num_classes)
+  model = models.create(name, num_classes=num_classes, **options)
   image = jnp.zeros((1, *models.input_shape(name)), jnp.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), image, train=False))
   for collection in ("params", "batch_stats"):
@@ -185,6 +234,9 @@ def from_torchvision(name: str, state_dict) -> dict:
 
   The number of classes is read from the output layer. Every array of the state_dict must be
   used (except BN's num_batches_tracked), and the result must match the model's shapes.
+  googlenet and inception_v3 state_dicts may come with their auxiliary classifiers or without
+  (torchvision's pretrained GoogLeNet has none): without, create the model with
+  aux_logits=False. Their pretrained weights also expect transform_input=True.
   """
   if name not in CONVERTERS:
     raise UserError(f"No torchvision converter for {name!r}; there is one for: "
@@ -195,5 +247,5 @@ def from_torchvision(name: str, state_dict) -> dict:
   if sd.unused():
     raise UserError(f"The state_dict has arrays the {name!r} converter does not use: "
                     f"{sd.unused()[:8]}; is it from torchvision's {name}?")
-  _check(name, variables, converted.num_classes)
+  _check(name, variables, converted.num_classes, converted.options)
   return variables

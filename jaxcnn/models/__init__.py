@@ -72,3 +72,5 @@ from jaxcnn.models import lenet  # noqa: E402,F401
 from jaxcnn.models import alexnet  # noqa: E402,F401
 from jaxcnn.models import vgg  # noqa: E402,F401
 from jaxcnn.models import resnet  # noqa: E402,F401
+from jaxcnn.models import googlenet  # noqa: E402,F401
+from jaxcnn.models import inception  # noqa: E402,F401

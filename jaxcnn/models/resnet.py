@@ -18,9 +18,22 @@ resnet20); "B" a 1x1 conv + BN projection there.
 
 resnet18_cifar: the widespread CIFAR adaptation of ResNet-18 (3x3 stride-1 stem, no
 max-pool, then torchvision's four stages); 11,173,962 parameters for 10 classes.
+
+resnet50_keras: the Keras ResNet-50 of seed 004 (deeplearning.ai's, trained on the 64x64
+SIGNS hand-sign images, 6 classes): ResNet v1 as the paper draws it, unlike torchvision's in
+five ways: the stride sits in the first 1x1 conv of a stage's first block (and its 1x1
+projection shortcut), every conv has a bias, the stem is a 3-pixel zero padding then a
+7x7/2 conv without padding and an unpadded 3x3/2 max-pool, the head is a 2x2/2 average pool
+and a dense layer on the flattened map (1x1x2048 for 64x64 inputs, so the dense layer's size
+depends on the input), and batch norm is Keras's (momentum 0.99, epsilon 1e-3). Initialisers
+as the seed: Glorot uniform for the stem, the first block of each stage and the dense layer,
+U(-0.05, 0.05) (Keras's RandomUniform) for the identity blocks, zero biases. For 64x64x3 and
+6 classes: 23,546,886 parameters (Keras's "trainable") and 53,120 batch-norm moving
+statistics (its "non-trainable"), 23,600,006 in all, as the seed's model.summary() prints.
 """
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -131,3 +144,75 @@ for _depth in (20, 32, 44, 56, 110):
 
 register("resnet18_cifar", input_shape=(32, 32, 3), num_classes=10, stage_sizes=(2, 2, 2, 2),
          stem="cifar")(ResNet)
+
+
+def keras_random_uniform(key, shape, dtype=jnp.float32):
+  """Keras's RandomUniform() default: U(-0.05, 0.05)."""
+  return jax.random.uniform(key, shape, dtype, -0.05, 0.05)
+
+
+class KerasBottleneck(nn.Module):
+  """The seed's convolutional_block (projection=True) and identity_block: 1x1 (with the
+  stride), 3x3 "same", 1x1 to 4x features, each with a bias; BN after each; add; ReLU."""
+  features: int
+  strides: int = 1
+  projection: bool = False
+  bn_momentum: float = 0.99
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    # The seed: glorot_uniform in the convolutional block, random_uniform in identity blocks.
+    init = nn.initializers.glorot_uniform() if self.projection else keras_random_uniform
+
+    def conv(features, kernel, strides, name):
+      pad = kernel // 2  # "valid" for the 1x1s, "same" for the 3x3 at stride 1
+      return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
+                     padding=((pad, pad), (pad, pad)), dtype=self.dtype, kernel_init=init,
+                     name=name)
+
+    def bn(name):
+      return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                          epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
+                          name=name)
+
+    y = nn.relu(bn("bn1")(conv(self.features, 1, self.strides, "conv1")(x)))
+    y = nn.relu(bn("bn2")(conv(self.features, 3, 1, "conv2")(y)))
+    y = bn("bn3")(conv(self.features * 4, 1, 1, "conv3")(y))
+    if self.projection:
+      x = bn("shortcut_bn")(conv(self.features * 4, 1, self.strides, "shortcut_conv")(x))
+    return nn.relu(y + x)
+
+
+class KerasResNet(nn.Module):
+  """Seed 004's Keras ResNet-50 (see the module docstring); stage_sizes allow other depths."""
+  num_classes: int = 6
+  stage_sizes: tuple[int, ...] = (3, 4, 6, 3)
+  widths: tuple[int, ...] = (64, 128, 256, 512)
+  bn_momentum: float = 0.99  # Keras's BatchNormalization default
+  bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.astype(self.dtype)
+    x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # ZeroPadding2D((3, 3))
+    x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
+                kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+                     dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1")(x)
+    x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2))
+    for i, (size, features) in enumerate(zip(self.stage_sizes, self.widths)):
+      for j in range(size):
+        x = KerasBottleneck(features, strides=2 if i > 0 and j == 0 else 1,
+                            projection=j == 0, bn_momentum=self.bn_momentum,
+                            bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                            name=f"stage{i + 2}_{j}")(x, train)
+    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    kernel_init=nn.initializers.glorot_uniform(), name="fc")(
+                        x.reshape((x.shape[0], -1)))
+
+
+register("resnet50_keras", input_shape=(64, 64, 3), num_classes=6)(KerasResNet)
