@@ -1,0 +1,207 @@
+"""Training and evaluation speed of the networks, side by side with PyTorch on the same machine.
+
+    python benchmarks/train_speed.py [--networks=lenet5,resnet20] [--steps=20]
+        [--torch_python=/path/to/torch-venv/bin/python] [--half_precision] [--out=FILE.jsonl]
+    python benchmarks/train_speed.py --end_to_end   # LeNet on real Fashion-MNIST, pipeline included
+
+Per network: compile time, training images/s (median of --steps steps after warm-up, with
+min and max), evaluation images/s, XLA's FLOPs per step and the GFLOP/s reached, and with
+--torch_python the same network's images/s in PyTorch eager and channels_last, measured in
+the same run. One JSON object per line, then a Markdown table.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+_NETWORKS = flags.DEFINE_list("networks", None, "Subset of the networks below (default: all).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps after warm-up.")
+_TORCH = flags.DEFINE_string("torch_python", os.environ.get("JAXCNN_TORCH_PYTHON"),
+                             "Python of an environment with PyTorch, for the comparison.")
+_HALF = flags.DEFINE_bool("half_precision", False, "bfloat16 computation, float32 parameters.")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
+_END_TO_END = flags.DEFINE_bool("end_to_end", False,
+                                "Compare a real input pipeline with batches already in memory.")
+
+# name -> (jaxcnn model, options, input HWC, classes, batch)
+NETWORKS = {
+    "lenet5": ("lenet5", {}, (28, 28, 1), 10, 256),
+    "resnet20": ("resnet20", {}, (32, 32, 3), 10, 128),
+    "resnet18_cifar": ("resnet18_cifar", {}, (32, 32, 3), 10, 128),
+    "vgg16_bn_cifar": ("vgg16_bn", {"head": "cifar"}, (32, 32, 3), 10, 128),
+    "resnet50": ("resnet50", {}, (224, 224, 3), 1000, 16),
+    "alexnet_d2l": ("alexnet_d2l", {}, (224, 224, 1), 10, 32),
+}
+
+
+def _timed(fn, steps: int) -> list[float]:
+  import jax
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return times
+
+
+def measure(key: str, steps: int, half: bool) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from jaxcnn import models
+  from jaxcnn.train import steps as steps_lib
+  from jaxcnn.train.parallel import JitParallel
+  from jaxcnn.train.state import create_train_state
+
+  name, options, shape, classes, batch = NETWORKS[key]
+  if name not in models.list_models():
+    return {"network": key, "error": f"model {name!r} is not registered"}
+  if half:
+    options = {**options, "dtype": jnp.bfloat16}
+  model = models.create(name, num_classes=classes, **options)
+  parallel = JitParallel(jax.devices()[:1])
+  state = parallel.put_state(create_train_state(model, optax.sgd(0.01, momentum=0.9), shape, 0))
+  rng = np.random.default_rng(0)
+  data = {"image": rng.normal(size=(batch, *shape)).astype(np.float32),
+          "label": rng.integers(0, classes, batch).astype(np.int32)}
+  train_batch = parallel.put_batch(data)
+  eval_batch = parallel.put_batch({**data, "mask": np.ones(batch, bool)})
+
+  t0 = time.perf_counter()
+  train = parallel.compile_train_step(steps_lib.train_step).lower(state, train_batch).compile()
+  compile_secs = time.perf_counter() - t0
+  evaluate = parallel.compile_eval_step(steps_lib.eval_step).lower(state, eval_batch).compile()
+  cost = train.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
+
+  holder = {"state": state}
+
+  def one_train_step():
+    holder["state"], m = train(holder["state"], train_batch)
+    return m
+
+  _timed(one_train_step, 3)  # warm-up
+  train_times = _timed(one_train_step, steps)
+  eval_times = _timed(lambda: evaluate(holder["state"], eval_batch), max(steps // 2, 5))
+  median = statistics.median(train_times)
+  return {
+      "network": key, "model": name, "batch": batch, "dtype": "bfloat16" if half else "float32",
+      "compile_s": round(compile_secs, 2),
+      "train_img_s": round(batch / median, 1),
+      "train_img_s_min": round(batch / max(train_times), 1),
+      "train_img_s_max": round(batch / min(train_times), 1),
+      "eval_img_s": round(batch / statistics.median(eval_times), 1),
+      "gflops_per_step": round(flops / 1e9, 3),
+      "gflop_s": round(flops / median / 1e9, 1),
+  }
+
+
+def torch_reference(key: str, steps: int) -> dict:
+  _, _, _, _, batch = NETWORKS[key]
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py")
+  p = subprocess.run([_TORCH.value, script, key, str(batch), str(steps)], capture_output=True,
+                     text=True)
+  if p.returncode:
+    return {"torch_error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "failed"}
+  return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def end_to_end(steps: int) -> dict:
+  """LeNet on real Fashion-MNIST: steps fed by the input pipeline vs the same batch in memory."""
+  import jax
+  from configs import lenet_fashion_mnist
+  from jaxcnn.data import pipeline
+  from jaxcnn.train import loop, steps as steps_lib
+  config = lenet_fashion_mnist.get_config()
+  run = loop.prepare(config)
+  parallel = run.parallel
+  state = parallel.put_state(loop.create_train_state(run.model, run.tx, run.image_shape, 0))
+  batches = pipeline.train_batches(run.train_split, global_batch_size=config.batch_size, seed=0,
+                                   start_step=0, preprocess=run.train_preprocess)
+  first = parallel.put_batch(next(batches))
+  train = parallel.compile_train_step(steps_lib.train_step).lower(state, first).compile()
+  holder = {"state": state}
+
+  def from_pipeline():
+    holder["state"], m = train(holder["state"], parallel.put_batch(next(batches)))
+    return m
+
+  def from_memory():
+    holder["state"], m = train(holder["state"], first)
+    return m
+
+  _timed(from_pipeline, 5)
+  # Whole loops, so the pipeline's prefetching overlaps the steps as in training.
+  t = time.perf_counter()
+  for _ in range(steps):
+    m = from_pipeline()
+  jax.block_until_ready(m)
+  pipeline_rate = steps * config.batch_size / (time.perf_counter() - t)
+  t = time.perf_counter()
+  for _ in range(steps):
+    m = from_memory()
+  jax.block_until_ready(m)
+  memory_rate = steps * config.batch_size / (time.perf_counter() - t)
+  return {"network": "lenet5 end-to-end (Fashion-MNIST)", "batch": config.batch_size,
+          "pipeline_img_s": round(pipeline_rate, 1), "in_memory_img_s": round(memory_rate, 1),
+          "ratio": round(pipeline_rate / memory_rate, 3)}
+
+
+def main(argv):
+  del argv
+  import jax
+  machine = {"machine": platform.node(), "cpu": platform.processor() or platform.machine(),
+             "cores": os.cpu_count(), "jax": jax.__version__,
+             "device": jax.devices()[0].device_kind}
+  rows = []
+  if _END_TO_END.value:
+    rows.append({**machine, **end_to_end(max(_STEPS.value, 100))})
+  else:
+    for key in _NETWORKS.value or list(NETWORKS):
+      row = {**machine, **measure(key, _STEPS.value, _HALF.value)}
+      if _TORCH.value and "error" not in row:
+        row.update(torch_reference(key, _STEPS.value))
+        for mode in ("eager", "channels_last"):
+          if mode in row:
+            row[f"ratio_vs_{mode}"] = round(row["train_img_s"] / row[mode]["median"], 2)
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+  if _OUT.value:
+    with open(_OUT.value, "a") as f:
+      for row in rows:
+        f.write(json.dumps(row) + "\n")
+  print(table(rows))
+
+
+def table(rows) -> str:
+  if rows and "pipeline_img_s" in rows[0]:
+    r = rows[0]
+    return (f"\n{r['network']}: input pipeline {r['pipeline_img_s']} img/s, batches in memory "
+            f"{r['in_memory_img_s']} img/s, ratio {r['ratio']}")
+  lines = ["| network, batch | dtype | compile s | train img/s (min-max) | eval img/s | GFLOP/s |"
+           " PyTorch eager | PyTorch channels_last | ratio vs channels_last |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r['network']} | {r['error']} |")
+      continue
+    eager = r.get("eager", {}).get("median", "")
+    cl = r.get("channels_last", {}).get("median", "")
+    lines.append(
+        f"| {r['network']}, {r['batch']} | {r['dtype']} | {r['compile_s']} | {r['train_img_s']} "
+        f"({r['train_img_s_min']}-{r['train_img_s_max']}) | {r['eval_img_s']} | {r['gflop_s']} | "
+        f"{eager and round(eager, 1)} | {cl and round(cl, 1)} | {r.get('ratio_vs_channels_last', '')} |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)
