@@ -1,7 +1,7 @@
 """Input pipeline speed, next to the training speed it has to keep up with.
 
     python benchmarks/input_pipeline.py [--cifar_dir=DIR] [--batches=40] [--steps=3]
-        [--models=resnet18,resnet50] [--model_batch=8] [--end_to_end_steps=16]
+        [--models=resnet18,resnet50] [--model_batch=8] [--end_to_end_steps=24]
 
 Prints, one line each:
   1. the pipeline alone (images/s, no model): the CIFAR-10 JPEG folder with `cifar`
@@ -36,8 +36,8 @@ _BATCHES = flags.DEFINE_integer("batches", 40, "Timed batches per pipeline measu
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed training steps per model after warm-up.")
 _MODELS = flags.DEFINE_list("models", ["resnet18", "resnet50"], "ImageNet models to time.")
 _MODEL_BATCH = flags.DEFINE_integer("model_batch", 8, "Batch of the ImageNet models.")
-_E2E_STEPS = flags.DEFINE_integer("end_to_end_steps", 16,
-                                  "Timed steps of each end-to-end run (rounds of 4).")
+_E2E_STEPS = flags.DEFINE_integer("end_to_end_steps", 24,
+                                  "Timed steps of each end-to-end run (rounds of 2).")
 _JPEGS = flags.DEFINE_integer("synthetic_jpegs", 512, "Synthetic 500x375 JPEG files to make.")
 
 
@@ -142,14 +142,15 @@ def end_to_end(split, batch: int, steps: int) -> tuple[float, float]:
     jax.block_until_ready(m)
     return time.perf_counter() - t
 
+  run(lambda: fixed, 2)
   run(lambda: next(batches), 3)  # warm-up: the pipeline's buffers fill
-  # Alternating rounds, so that a change in the machine's load affects both alike.
-  rounds = max(steps // 4, 1)
+  # Short alternating rounds, so that a change in the machine's load affects both alike.
+  rounds = max(steps // 2, 1)
   real = memory = 0.0
   for _ in range(rounds):
-    memory += run(lambda: fixed, 4)
-    real += run(lambda: next(batches), 4)
-  return 4 * rounds / real, 4 * rounds / memory
+    memory += run(lambda: fixed, 2)
+    real += run(lambda: next(batches), 2)
+  return 2 * rounds / real, 2 * rounds / memory
 
 
 def main(argv):
