@@ -21,7 +21,10 @@ def launch_args(workdir, *overrides, config="configs/lenet_fashion_mnist.py"):
 
 def environment(devices: int = 1) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # The suite's flags (tests/conftest.py) with this run's number of devices.
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
   return env
 
 

@@ -37,11 +37,18 @@ def test_sigkill_twice_then_resume_equals_uninterrupted_run(tmp_path, uninterrup
   first = rng.randint(12, 45)
   code, _, err, killed_at = launcher.run_until(workdir, *COMMON, at_step=first)
   assert code == -signal.SIGKILL and killed_at is not None, err[-2000:]
-  resumed_from = launcher.checkpoint_steps(workdir)[-1]
+  # Checkpoints are written in the background: a kill soon after step 10 may come before
+  # the first one is finalised, and the rerun then starts from scratch; never from a torn one.
+  saved = launcher.checkpoint_steps(workdir)
+  resumed_from = saved[-1] if saved else 0
+  assert resumed_from <= killed_at
   second = rng.randint(resumed_from + 5, 80)
   code, out, err, killed_again = launcher.run_until(workdir, *COMMON, at_step=second)
   assert code == -signal.SIGKILL and killed_again is not None, err[-2000:]
-  assert f"Resuming from the checkpoint at step {resumed_from}" in out
+  if saved:
+    assert f"Resuming from the checkpoint at step {resumed_from}" in out
+  else:
+    assert "Resuming from the checkpoint" not in out
   code, out, err = launcher.run(workdir, *COMMON)
   assert code == 0, err[-2000:]
   assert "Resuming from the checkpoint" in out

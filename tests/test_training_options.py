@@ -41,9 +41,15 @@ def test_half_precision_computes_in_bfloat16_with_float32_parameters(tmp_path):
 
 
 def test_profile_steps_write_a_tensorboard_trace(tmp_path):
+  # Steps far shorter than clu's default 3 s minimum: the window closes after 2 steps.
+  within, past_the_end = tmp_path / "within", tmp_path / "past_the_end"
   loop.train_and_evaluate(_synthetic("lenet5", shape=(28, 28, 1), steps=4, profile_steps=2,
-                                     profile_first_step=1), str(tmp_path))
-  assert glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.xplane.pb"))
+                                     profile_first_step=1), str(within))
+  assert glob.glob(str(within / "plugins" / "profile" / "*" / "*.xplane.pb"))
+  # A window reaching past the last step is closed and written when training ends.
+  loop.train_and_evaluate(_synthetic("lenet5", shape=(28, 28, 1), steps=4, profile_steps=5,
+                                     profile_first_step=3), str(past_the_end))
+  assert glob.glob(str(past_the_end / "plugins" / "profile" / "*" / "*.xplane.pb"))
 
 
 def test_vgg_pre_initialisation_takes_the_papers_layers_from_configuration_a(tmp_path):

@@ -180,9 +180,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   bar = EpochProgress(config.batch_size, config.progress_every_secs)
   hooks = [report_progress]
   if config.get("profile_steps", 0) and jax.process_index() == 0:
-    # A jax.profiler trace of a few steps, written for TensorBoard's profile plugin.
+    # A jax.profiler trace of a few steps, written for TensorBoard's profile plugin. The
+    # window is counted in steps only: clu's default 3 s minimum would never close on steps
+    # faster than that.
     hooks.append(periodic_actions.Profile(
-        logdir=workdir, num_profile_steps=config.profile_steps,
+        logdir=workdir, num_profile_steps=config.profile_steps, profile_duration_ms=None,
         first_profile=start_step + config.profile_first_step, every_secs=None))
 
   test_summary = {}
@@ -247,6 +249,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         raise Preempted(step)
 
   bar.close()
+  if any(isinstance(h, periodic_actions.Profile) for h in hooks):
+    try:  # a profile window that reached past the last step is written now
+      jax.profiler.stop_trace()
+    except RuntimeError:  # it had already closed
+      pass
   ckpt.wait()
   ckpt.close()
   log.close()
