@@ -14,4 +14,4 @@ RECIPES = (
     "resnet152_imagenet",
     "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "resnet110_cifar",
 )
-SHARED = ("default", "flowers17", "imagenet", "vgg_imagenet", "resnet_imagenet", "resnet_cifar")
+SHARED = ("default", "cifar10", "flowers17", "imagenet", "vgg_imagenet", "resnet_imagenet", "resnet_cifar")

@@ -7,22 +7,14 @@ most reproductions): SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, cos
 decay over 200 epochs, 4-pixel pad + random 32x32 crop + horizontal flip, per-channel
 mean/std normalisation.
 Expected: about 0.95 test accuracy after 200 epochs.
-Data: tfds `cifar10`, or offline the CIFAR-10 JPEG copy as an image folder:
-  --config.dataset=imagefolder --config.data_dir=DIR  (DIR holding train/ and test/)
+See configs/cifar10.py for the data.
 """
-from configs import default
+from configs import cifar10
 
 
 def get_config():
-  config = default.get_config()
+  config = cifar10.get_config()
   config.model = "resnet18_cifar"
-  config.dataset = "cifar10"
-  config.num_classes = 10
-  config.image_size = 32
-  config.train_preprocess = "cifar"
-  config.eval_preprocess = "normalize"
-  config.batch_size = 128
-  config.eval_batch_size = 1000
   config.num_epochs = 200
   config.optimizer = "sgd"
   config.learning_rate = 0.1

@@ -8,25 +8,17 @@ iterations, then goes back to 0.1. (The paper trains on 45k images and validates
 these configs train on all 50k.)
 Expected, test error (the paper's Table 6): ResNet-20 8.75%, ResNet-32 7.51%, ResNet-44
 7.17%, ResNet-56 6.97%, ResNet-110 6.43% (best of 5 runs; mean 6.61%).
-Data: tfds `cifar10`, or offline the CIFAR-10 JPEG copy as an image folder:
-  --config.dataset=imagefolder --config.data_dir=DIR  (DIR holding train/ and test/)
+See configs/cifar10.py for the data.
 """
-from configs import default
+from configs import cifar10
 
 PAPER_TEST_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
                     "resnet110": 6.43}
 
 
 def get_config(model: str = "resnet20"):
-  config = default.get_config()
+  config = cifar10.get_config()
   config.model = model
-  config.dataset = "cifar10"
-  config.num_classes = 10
-  config.image_size = 32
-  config.train_preprocess = "cifar"
-  config.eval_preprocess = "normalize"
-  config.batch_size = 128
-  config.eval_batch_size = 1000
   config.num_train_steps = 64_000
   config.optimizer = "sgd"
   config.learning_rate = 0.1
