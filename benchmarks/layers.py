@@ -1,9 +1,11 @@
-"""The two XLA CPU pathologies the models work around, measured: max-pool's backward pass and
-convolutions over tiny feature maps (jaxcnn/models/layers.py).
+"""The XLA CPU pathologies the models work around, measured: max-pool's backward pass
+(jaxcnn/models/layers.py), the convolutions' weight gradient and convolutions over tiny feature
+maps (jaxcnn/models/conv.py).
 
     python benchmarks/layers.py
 
-Prints milliseconds (median of 5) for the plain op and for this project's formulation.
+Prints milliseconds (median of 5) for the plain op and for this project's formulation, one
+JSON line each; XLA's convolution is flax's nn.Conv, ours is jaxcnn.models.conv.Conv.
 """
 import json
 import os
@@ -18,6 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
+from jaxcnn.models import conv as conv_lib  # noqa: E402
 from jaxcnn.models import layers  # noqa: E402
 
 
@@ -41,15 +44,18 @@ def main():
     grad = jax.grad(lambda x, pool=pool: jnp.sum(pool(x) ** 2))
     rows.append({"op": "max_pool 2x2 over 128x32x32x64", "impl": name,
                  "forward_ms": median_ms(pool, x), "forward_backward_ms": median_ms(grad, x)})
-  for size in (2, 4):
-    y = jnp.asarray(rng.normal(size=(128, size, size, 512)), jnp.float32)
-    conv = nn.Conv(512, (3, 3), padding=((1, 1), (1, 1)))
-    variables = conv.init(jax.random.PRNGKey(0), y)
-    for name, module in [("xla", conv),
-                         ("im2col", conv.clone(conv_general_dilated=layers.conv_general_dilated))]:
+  # (batch, map size, channels): ResNet-20's three stages, ResNet-18/VGG's first two, VGG's
+  # last block at 4x4 and at 2x2 (tiny map).
+  for batch, size, channels in [(128, 32, 16), (128, 32, 64), (128, 16, 128), (128, 8, 256),
+                                (128, 4, 512), (128, 2, 512)]:
+    y = jnp.asarray(rng.normal(size=(batch, size, size, channels)), jnp.float32)
+    xla = nn.Conv(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
+    variables = xla.init(jax.random.PRNGKey(0), y)
+    ours = conv_lib.Conv(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
+    for name, module in [("xla", xla), ("jaxcnn", ours)]:
       grad = jax.grad(lambda v, y, m=module: jnp.sum(m.apply(v, y) ** 2), argnums=(0, 1))
-      rows.append({"op": f"conv 3x3 512->512 over 128x{size}x{size}", "impl": name,
-                   "forward_ms": median_ms(module.apply, variables, y),
+      rows.append({"op": f"conv 3x3 {channels}->{channels} over {batch}x{size}x{size}",
+                   "impl": name, "forward_ms": median_ms(module.apply, variables, y),
                    "forward_backward_ms": median_ms(grad, variables, y)})
   for row in rows:
     print(json.dumps(row))

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
                                   flatten, torch_default_bias_init, torch_default_kernel_init)
 
@@ -83,9 +84,9 @@ class AlexNet(nn.Module):
     for i, (features, kernel, stride, pad, pool, lrn) in enumerate(specs, 1):
       name = f"conv{i}"
       kernel_init, bias_init = _inits(self.init_scheme, name, x.shape[-1] * kernel * kernel)
-      x = nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                  padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-                  kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
+      x = Conv(features, (kernel, kernel), strides=(stride, stride),
+               padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+               kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
       x = nn.relu(x)
       if lrn and self.lrn:
         x = LocalResponseNorm(name=f"lrn{i}")(x)
@@ -110,11 +111,11 @@ class AlexNetD2L(nn.Module):
     specs = [(96, 11, 4, 0, True), (256, 5, 1, 2, True), (384, 3, 1, 1, False),
              (384, 3, 1, 1, False), (256, 3, 1, 1, True)]
     for i, (features, kernel, stride, pad, pool) in enumerate(specs, 1):
-      x = nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                  padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-                  kernel_init=torch_default_kernel_init,
-                  bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
-                  name=f"conv{i}")(x)
+      x = Conv(features, (kernel, kernel), strides=(stride, stride),
+               padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+               kernel_init=torch_default_kernel_init,
+               bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
+               name=f"conv{i}")(x)
       x = nn.relu(x)
       if pool:
         x = _max_pool(x)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import adaptive_avg_pool, flatten, torch_default_bias_init
 
 
@@ -49,9 +50,9 @@ class BasicConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     ph, pw = self.padding
-    x = nn.Conv(self.features, self.kernel, strides=self.stride, padding=((ph, ph), (pw, pw)),
-                use_bias=False, dtype=self.dtype,
-                kernel_init=nn.initializers.normal(self.std), name="conv")(x)
+    x = Conv(self.features, self.kernel, strides=self.stride, padding=((ph, ph), (pw, pw)),
+             use_bias=False, dtype=self.dtype,
+             kernel_init=nn.initializers.normal(self.std), name="conv")(x)
     # PyTorch's momentum 0.1 is flax's 0.9.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                      dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)

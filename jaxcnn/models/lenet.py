@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import max_pool_2x2, torch_default_bias_init, torch_default_kernel_init
 
 
@@ -34,9 +35,9 @@ def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
 
 
 def _conv(features: int, in_channels: int, kernel: int, dtype, name: str) -> nn.Conv:
-  return nn.Conv(features, (kernel, kernel), padding="VALID", dtype=dtype,
-                 kernel_init=torch_default_kernel_init,
-                 bias_init=torch_default_bias_init(in_channels * kernel * kernel), name=name)
+  return Conv(features, (kernel, kernel), padding="VALID", dtype=dtype,
+              kernel_init=torch_default_kernel_init,
+              bias_init=torch_default_bias_init(in_channels * kernel * kernel), name=name)
 
 
 @register("lenet5", input_shape=(28, 28, 1))
@@ -108,8 +109,8 @@ class LeNet5Classic(nn.Module):
       raise ValueError(f"lenet5_classic takes 32x32 or 28x28 images, not {x.shape[1:3]}.")
 
     def conv(features, name):
-      return nn.Conv(features, (5, 5), padding="VALID", dtype=self.dtype,
-                     kernel_init=_lecun_uniform_init, name=name)
+      return Conv(features, (5, 5), padding="VALID", dtype=self.dtype,
+                  kernel_init=_lecun_uniform_init, name=name)
 
     x = _squash(conv(6, "c1")(x))
     x = _squash(SubSampling(self.dtype, name="s2")(x))

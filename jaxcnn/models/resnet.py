@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (batch_norm, kaiming_normal_fan_out, torch_default_bias_init,
                                   torch_default_kernel_init)
 
@@ -53,9 +54,9 @@ class _Block(nn.Module):
 
   def conv(self, features, kernel, strides=1, name=None):
     pad = kernel // 2
-    return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, dtype=self.dtype,
-                   kernel_init=kaiming_normal_fan_out, name=name)
+    return Conv(features, (kernel, kernel), strides=(strides, strides),
+                padding=((pad, pad), (pad, pad)), use_bias=False, dtype=self.dtype,
+                kernel_init=kaiming_normal_fan_out, name=name)
 
   def bn(self, train, name, last=False):
     scale_init = (nn.initializers.zeros if last and self.zero_init_residual
@@ -114,9 +115,9 @@ class ResNet(nn.Module):
       raise ValueError(f"shortcut must be 'A' or 'B', not {self.shortcut!r}.")
     x = x.astype(self.dtype)
     kernel, strides = (7, 2) if self.stem == "imagenet" else (3, 1)
-    x = nn.Conv(self.widths[0], (kernel, kernel), strides=(strides, strides),
-                padding=((kernel // 2, kernel // 2),) * 2, use_bias=False, dtype=self.dtype,
-                kernel_init=kaiming_normal_fan_out, name="conv1")(x)
+    x = Conv(self.widths[0], (kernel, kernel), strides=(strides, strides),
+             padding=((kernel // 2, kernel // 2),) * 2, use_bias=False, dtype=self.dtype,
+             kernel_init=kaiming_normal_fan_out, name="conv1")(x)
     x = nn.relu(batch_norm(train, self.dtype, "bn1", self.bn_axis_name)(x))
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -168,9 +169,9 @@ class KerasBottleneck(nn.Module):
 
     def conv(features, kernel, strides, name):
       pad = kernel // 2  # "valid" for the 1x1s, "same" for the 3x3 at stride 1
-      return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                     padding=((pad, pad), (pad, pad)), dtype=self.dtype, kernel_init=init,
-                     name=name)
+      return Conv(features, (kernel, kernel), strides=(strides, strides),
+                  padding=((pad, pad), (pad, pad)), dtype=self.dtype, kernel_init=init,
+                  name=name)
 
     def bn(name):
       return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
@@ -198,8 +199,8 @@ class KerasResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # ZeroPadding2D((3, 3))
-    x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
-                kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
+    x = Conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
+             kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
                      dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1")(x)
     x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2))

@@ -24,8 +24,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  batch_norm, conv_general_dilated, flatten,
+                                  batch_norm, flatten,
                                   kaiming_normal_fan_out, max_pool_2x2)
 
 # Each block: its convolutions' (channels, kernel size); a 2x2 max-pool ends every block.
@@ -65,9 +66,8 @@ class VGG(nn.Module):
       for features, kernel in block:
         i += 1
         pad = kernel // 2
-        x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                    dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}",
-                    conv_general_dilated=conv_general_dilated)(x)
+        x = Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
+                 dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}")(x)
         if self.batch_norm:
           x = batch_norm(train, self.dtype, f"bn{i}", self.bn_axis_name)(x)
         x = nn.relu(x)

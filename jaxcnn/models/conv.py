@@ -1,0 +1,165 @@
+"""The convolution every model uses: XLA's, with two CPU formulations where XLA's CPU backend is slow.
+
+`Conv` is flax's nn.Conv (same parameters, same names, same forward values) with its
+`conv_general_dilated` replaced by the one below, which on the CPU backend
+
+- computes the kernel's gradient as matrix products over chunks of the batch. XLA's CPU
+  backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
+  maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
+  same sums as im2col patches times the output gradient, a few images at a time so the
+  patches stay in cache, take 0.2 s (benchmarks/layers.py). The input gradient and the
+  forward pass stay XLA's own, which run at matrix-multiply speed.
+- runs convolutions over feature maps of at most four positions (VGG's last block on
+  32x32 inputs) as one im2col matrix product: XLA's convolution takes seconds there.
+
+Other backends (GPU, TPU) get lax.conv_general_dilated unchanged. JAXCNN_CONV=xla turns
+both formulations off (to measure them, or to rule them out).
+
+XLA offers no switch for either (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
+here and leave the weight gradient as slow), hence this file.
+"""
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+# Feature maps with at most this many positions take the im2col forward pass.
+SMALL_MAP_POSITIONS = 4
+# Rows (output positions) of the patch matrix per chunk of the weight gradient: small enough
+# for the chunk's patches to stay in cache, large enough for an efficient matrix product
+# (1-4k measured best on 8x8 to 32x32 maps).
+WEIGHT_GRADIENT_ROWS = 2048
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _formulations_enabled() -> bool:
+  choice = os.environ.get("JAXCNN_CONV", "auto")
+  if choice not in ("auto", "xla"):
+    raise ValueError(f"JAXCNN_CONV must be 'auto' or 'xla', not {choice!r}")
+  return choice == "auto" and jax.default_backend() == "cpu"
+
+
+def _is_nhwc_hwio(dimension_numbers) -> bool:
+  if dimension_numbers is None:
+    return False
+  if isinstance(dimension_numbers, tuple) and all(isinstance(s, str) for s in dimension_numbers):
+    return dimension_numbers == _NHWC
+  return (tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
+          and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1)
+          and tuple(dimension_numbers.out_spec) == (0, 3, 1, 2))
+
+
+def _unit(dilation) -> bool:
+  return dilation is None or all(d == 1 for d in dilation)
+
+
+def _patches(x, kernel_hw, strides, out_hw):
+  """im2col of an already padded NHWC batch: (n, out_h, out_w, kh*kw*c) in the kernel's HWI order."""
+  (kh, kw), (sh, sw), (oh, ow) = kernel_hw, strides, out_hw
+  n, _, _, c = x.shape
+  taps = [lax.slice(x, (0, i, j, 0), (n, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, c),
+                    (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+  return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+
+
+def _pad(x, padding):
+  (top, bottom), (left, right) = padding
+  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
+
+
+def _images_per_chunk(batch: int, positions: int) -> int:
+  """The largest divisor of `batch` whose chunk has at most WEIGHT_GRADIENT_ROWS rows (at least 1)."""
+  most = max(1, WEIGHT_GRADIENT_ROWS // positions)
+  return max(d for d in range(1, min(batch, most) + 1) if batch % d == 0)
+
+
+def _weight_gradient(x, g, kernel_shape, strides, padding, precision):
+  """d(loss)/d(kernel) = sum over images and positions of patches(x)^T g, chunk by chunk."""
+  kh, kw, cin, cout = kernel_shape
+  n, oh, ow, _ = g.shape
+  images = _images_per_chunk(n, oh * ow)
+  chunks = n // images
+  padded = _pad(x, padding)
+  xs = padded.reshape((chunks, images) + padded.shape[1:])
+  gs = g.reshape((chunks, images, oh, ow, cout))
+
+  def add_chunk(total, chunk):
+    x_chunk, g_chunk = chunk
+    p = _patches(x_chunk, (kh, kw), strides, (oh, ow)).reshape(-1, kh * kw * cin)
+    return total + jnp.dot(p.T, g_chunk.reshape(-1, cout), precision=precision,
+                           preferred_element_type=jnp.float32), None
+
+  total, _ = lax.scan(add_chunk, jnp.zeros((kh * kw * cin, cout), jnp.float32), (xs, gs))
+  return total.reshape(kernel_shape).astype(x.dtype)
+
+
+def _xla_conv(x, w, strides, padding, precision):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
+                                  precision=precision)
+
+
+def _im2col_conv(x, w, strides, padding, precision):
+  kh, kw, cin, cout = w.shape
+  padded = _pad(x, padding)
+  out_hw = tuple((padded.shape[1 + a] - w.shape[a]) // strides[a] + 1 for a in (0, 1))
+  p = _patches(padded, (kh, kw), strides, out_hw)
+  out = jnp.dot(p.reshape(-1, kh * kw * cin), w.reshape(kh * kw * cin, cout), precision=precision)
+  return out.reshape((x.shape[0],) + out_hw + (cout,))
+
+
+def _forward(x, w, strides, padding, precision):
+  out_positions = 1
+  for a in (0, 1):
+    out_positions *= (x.shape[1 + a] + sum(padding[a]) - w.shape[a]) // strides[a] + 1
+  if out_positions <= SMALL_MAP_POSITIONS:
+    return _im2col_conv(x, w, strides, padding, precision)
+  return _xla_conv(x, w, strides, padding, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _cpu_conv(x, w, strides, padding, precision):
+  return _forward(x, w, strides, padding, precision)
+
+
+def _cpu_conv_forward(x, w, strides, padding, precision):
+  return _forward(x, w, strides, padding, precision), (x, w)
+
+
+def _cpu_conv_backward(strides, padding, precision, residuals, g):
+  x, w = residuals
+  _, input_vjp = jax.vjp(lambda x: _forward(x, w, strides, padding, precision), x)
+  (dx,) = input_vjp(g)
+  return dx, _weight_gradient(x, g.astype(x.dtype), w.shape, strides, padding, precision)
+
+
+_cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         precision=None, **kwargs):
+  """lax.conv_general_dilated, taking the CPU formulations above where they apply.
+
+  They apply to dense (ungrouped, undilated) NHWC x HWIO convolutions on the CPU backend;
+  everything else, and every other backend, is lax.conv_general_dilated itself.
+  """
+  applies = (_formulations_enabled() and lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
+             and feature_group_count == 1 and _unit(lhs_dilation) and _unit(rhs_dilation)
+             and not kwargs and lhs.dtype == rhs.dtype)
+  if not applies:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        precision=precision, **kwargs)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return _cpu_conv(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+
+
+# flax's Conv with the convolution above: the same parameters and module names as nn.Conv.
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

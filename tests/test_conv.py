@@ -1,0 +1,79 @@
+"""jaxcnn.models.conv: the CPU formulations compute what XLA's convolution computes, and are used."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from jaxcnn.models import conv
+
+# (batch, size, in, out, kernel, stride, padding): the shapes the model families use, small.
+CASES = [
+    (4, 8, 3, 8, 3, 1, ((1, 1), (1, 1))),    # ResNet/VGG 3x3
+    (4, 9, 8, 16, 3, 2, ((1, 1), (1, 1))),   # strided 3x3 on an odd map
+    (4, 8, 8, 16, 1, 2, ((0, 0), (0, 0))),   # ResNet projection shortcut
+    (3, 12, 1, 6, 5, 1, "VALID"),            # LeNet
+    (2, 23, 3, 8, 7, 2, "VALID"),            # Keras ResNet-50 stem
+    (2, 10, 4, 8, 3, 1, "SAME"),
+    (3, 2, 16, 24, 3, 1, ((1, 1), (1, 1))),  # tiny map: im2col forward (VGG on CIFAR)
+    (3, 1, 16, 24, 3, 1, "SAME"),
+    (3, 11, 3, 8, 11, 4, ((2, 2), (2, 2))),  # AlexNet stem
+]
+
+
+def _grads(module, variables, x):
+  loss = lambda v, x: jnp.sum(jnp.sin(module.apply(v, x)))  # noqa: E731
+  return jax.grad(loss, argnums=(0, 1))(variables, x)
+
+
+@pytest.mark.parametrize("batch,size,cin,cout,kernel,stride,padding", CASES)
+def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, stride, padding):
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  x = jax.random.normal(keys[0], (batch, size, size, cin))
+  reference = nn.Conv(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
+  ours = conv.Conv(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
+  variables = reference.init(keys[1], x)
+  assert jax.tree.structure(ours.init(keys[1], x)) == jax.tree.structure(variables)
+  np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(_grads(ours, variables, x)),
+                  jax.tree.leaves(_grads(reference, variables, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_is_the_chunked_matmul_on_cpu(monkeypatch):
+  """The formulation is really taken (a scan of matmuls in the gradient), and JAXCNN_CONV=xla
+  really turns it off; in bfloat16 the gradient keeps the kernel's dtype."""
+  x = jnp.ones((8, 16, 16, 4), jnp.bfloat16)
+  module = conv.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16)
+  variables = module.init(jax.random.PRNGKey(0), x)
+
+  def jaxpr_of_gradient():  # a new function each time: traces are cached per function
+    return str(jax.make_jaxpr(jax.grad(
+        lambda v: jnp.sum(module.apply(v, x).astype(jnp.float32))))(variables))
+
+  assert "scan" in jaxpr_of_gradient()
+  grad = jax.grad(lambda v: jnp.sum(module.apply(v, x).astype(jnp.float32)))(variables)
+  assert grad["params"]["kernel"].dtype == jnp.float32  # the parameter's dtype
+  monkeypatch.setenv("JAXCNN_CONV", "xla")
+  assert "scan" not in jaxpr_of_gradient()
+  monkeypatch.setenv("JAXCNN_CONV", "fast")
+  with pytest.raises(ValueError, match="JAXCNN_CONV"):
+    module.apply(variables, x)
+
+
+@pytest.mark.parametrize("batch,positions,images", [
+    (128, 1024, 2), (128, 64, 32), (128, 4, 128), (6, 1024, 2), (7, 1024, 1), (16, 3136, 1)])
+def test_weight_gradient_chunks_divide_the_batch(batch, positions, images):
+  assert conv._images_per_chunk(batch, positions) == images
+
+
+def test_bfloat16_gradients_close_to_float32():
+  x = jax.random.normal(jax.random.PRNGKey(2), (8, 8, 8, 16))
+  f32 = conv.Conv(16, (3, 3), padding="SAME")
+  variables = f32.init(jax.random.PRNGKey(3), x)
+  bf16 = conv.Conv(16, (3, 3), padding="SAME", dtype=jnp.bfloat16)
+  g32 = _grads(f32, variables, x)[0]["params"]["kernel"]
+  g16 = _grads(bf16, variables, x)[0]["params"]["kernel"]
+  assert g16.dtype == jnp.float32
+  np.testing.assert_allclose(g16, g32, rtol=0.05, atol=0.05 * float(jnp.max(jnp.abs(g32))))
