@@ -191,11 +191,11 @@ def table(rows) -> str:
            " PyTorch eager | PyTorch channels_last | ratio vs channels_last |",
            "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    if "error" in r:
-      lines.append(f"| {r['network']} | {r['error']} |")
+    if "train_img_s" not in r:  # the network itself could not be measured
+      lines.append(f"| {r['network']} | {r.get('error', 'failed')} |")
       continue
     eager = r.get("eager", {}).get("median", "")
-    cl = r.get("channels_last", {}).get("median", "")
+    cl = r.get("channels_last", {}).get("median", "") or r.get("error", "")
     lines.append(
         f"| {r['network']}, {r['batch']} | {r['dtype']} | {r['compile_s']} | {r['train_img_s']} "
         f"({r['train_img_s_min']}-{r['train_img_s_max']}) | {r['eval_img_s']} | {r['gflop_s']} | "
