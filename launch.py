@@ -8,11 +8,18 @@ import logging as std_logging
 import os
 import sys
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
-
 from jaxcnn.errors import EXIT_USAGE, UserError
+from jaxcnn.host_memory import keep_freed_memory
+
+try:  # before JAX and TensorFlow start their threads (jaxcnn/host_memory.py says why)
+  keep_freed_memory()
+except ValueError as e:
+  print(f"error: {e}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USAGE)
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again later
 

@@ -15,6 +15,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxcnn.host_memory import keep_freed_memory  # noqa: E402
+
+# Before JAX starts its threads, as launch.py does (JAXCNN_HOST_MEMORY=release to compare).
+KEEPS_FREED_MEMORY = keep_freed_memory()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -19,6 +19,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxcnn.host_memory import keep_freed_memory  # noqa: E402
+
+# Before JAX starts its threads, as launch.py does (JAXCNN_HOST_MEMORY=release to compare).
+KEEPS_FREED_MEMORY = keep_freed_memory()
+
 from absl import app, flags  # noqa: E402
 
 _NETWORKS = flags.DEFINE_list("networks", None, "Subset of the networks below (default: all).")
@@ -161,7 +166,8 @@ def main(argv):
   import jax
   machine = {"machine": platform.node(), "cpu": platform.processor() or platform.machine(),
              "cores": os.cpu_count(), "jax": jax.__version__,
-             "device": jax.devices()[0].device_kind}
+             "device": jax.devices()[0].device_kind,
+             "host_memory": "keep" if KEEPS_FREED_MEMORY else "release"}
   rows = []
   if _END_TO_END.value:
     rows.append({**machine, **end_to_end(max(_STEPS.value, 100))})

@@ -62,6 +62,22 @@ def test_weight_gradient_is_the_chunked_matmul_on_cpu(monkeypatch):
     module.apply(variables, x)
 
 
+def test_input_gradient_of_few_channels_is_col2im_on_cpu(monkeypatch):
+  """Inputs of fewer than eight channels get their gradient from a matrix product, not a
+  second convolution; wider inputs keep XLA's input-gradient convolution."""
+  def convolutions_in_input_gradient(cin):
+    x = jnp.ones((2, 12, 12, cin))
+    module = conv.Conv(16, (5, 5), padding="VALID")
+    variables = module.init(jax.random.PRNGKey(0), x)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(module.apply(variables, x))))(x)
+    return str(jaxpr).count("conv_general_dilated")
+
+  assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2) == 1  # the forward only
+  assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS) > 1
+  monkeypatch.setenv("JAXCNN_CONV", "xla")
+  assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2) > 1
+
+
 @pytest.mark.parametrize("batch,positions,images", [
     (128, 1024, 2), (128, 64, 32), (128, 4, 128), (6, 1024, 2), (7, 1024, 1), (16, 3136, 1)])
 def test_weight_gradient_chunks_divide_the_batch(batch, positions, images):

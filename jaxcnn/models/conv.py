@@ -1,4 +1,4 @@
-"""The convolution every model uses: XLA's, with two CPU formulations where XLA's CPU backend is slow.
+"""The convolution every model uses: XLA's, with CPU formulations where XLA's CPU backend is slow.
 
 `Conv` is flax's nn.Conv (same parameters, same names, same forward values) with its
 `conv_general_dilated` replaced by the one below, which on the CPU backend
@@ -6,16 +6,18 @@
 - computes the kernel's gradient as matrix products over chunks of the batch. XLA's CPU
   backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
   maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
-  same sums as im2col patches times the output gradient, a few images at a time so the
-  patches stay in cache, take 0.2 s (benchmarks/layers.py). The input gradient and the
-  forward pass stay XLA's own, which run at matrix-multiply speed.
+  same sums as the kernel's taps (shifted copies of the input, stacked tap by tap) times the
+  output gradient, a few images at a time so the taps stay in cache, take 0.2 s
+  (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
+  speed, and so does the input gradient except for inputs of fewer than eight channels
+  (LeNet's second layer), where XLA's is 2-4x slower than a matrix product and col2im.
 - runs convolutions over feature maps of at most four positions (VGG's last block on
   32x32 inputs) as one im2col matrix product: XLA's convolution takes seconds there.
 
 Other backends (GPU, TPU) get lax.conv_general_dilated unchanged. JAXCNN_CONV=xla turns
-both formulations off (to measure them, or to rule them out).
+them all off (to measure them, or to rule them out).
 
-XLA offers no switch for either (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
+XLA offers no switch for any of them (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
 here and leave the weight gradient as slow), hence this file.
 """
 import functools
@@ -32,6 +34,10 @@ SMALL_MAP_POSITIONS = 4
 # for the chunk's patches to stay in cache, large enough for an efficient matrix product
 # (1-4k measured best on 8x8 to 32x32 maps).
 WEIGHT_GRADIENT_ROWS = 2048
+
+# Inputs with fewer channels than this (a vector register of float32) take the col2im input
+# gradient.
+FEW_INPUT_CHANNELS = 8
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -77,24 +83,65 @@ def _images_per_chunk(batch: int, positions: int) -> int:
   return max(d for d in range(1, min(batch, most) + 1) if batch % d == 0)
 
 
+def _taps(x, kernel_hw, strides, out_hw):
+  """The kernel's taps over an already padded NHWC batch, stacked first: (kh*kw, n, out_h, out_w, c).
+
+  Unlike `_patches`, each tap is one contiguous block, so building them copies whole rows
+  instead of interleaving channels, and the product with the output gradient is a plain
+  matrix product (for one input channel, (taps, positions) @ (positions, out)).
+  """
+  (kh, kw), (sh, sw), (oh, ow) = kernel_hw, strides, out_hw
+  n, _, _, c = x.shape
+  return jnp.stack([lax.slice(x, (0, i, j, 0), (n, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, c),
+                              (1, sh, sw, 1)) for i in range(kh) for j in range(kw)])
+
+
 def _weight_gradient(x, g, kernel_shape, strides, padding, precision):
-  """d(loss)/d(kernel) = sum over images and positions of patches(x)^T g, chunk by chunk."""
+  """d(loss)/d(kernel) = sum over images and positions of taps(x)^T g, chunk by chunk."""
   kh, kw, cin, cout = kernel_shape
   n, oh, ow, _ = g.shape
   images = _images_per_chunk(n, oh * ow)
   chunks = n // images
+  rows = images * oh * ow
   padded = _pad(x, padding)
   xs = padded.reshape((chunks, images) + padded.shape[1:])
-  gs = g.reshape((chunks, images, oh, ow, cout))
+  gs = g.reshape((chunks, rows, cout))
 
   def add_chunk(total, chunk):
     x_chunk, g_chunk = chunk
-    p = _patches(x_chunk, (kh, kw), strides, (oh, ow)).reshape(-1, kh * kw * cin)
-    return total + jnp.dot(p.T, g_chunk.reshape(-1, cout), precision=precision,
-                           preferred_element_type=jnp.float32), None
+    taps = _taps(x_chunk, (kh, kw), strides, (oh, ow)).reshape(kh * kw, rows, cin)
+    # Contract the rows: (taps, rows, in) x (rows, out) -> (taps, in, out).
+    return total + lax.dot_general(taps, g_chunk, (((1,), (0,)), ((), ())), precision=precision,
+                                   preferred_element_type=jnp.float32), None
 
-  total, _ = lax.scan(add_chunk, jnp.zeros((kh * kw * cin, cout), jnp.float32), (xs, gs))
+  total, _ = lax.scan(add_chunk, jnp.zeros((kh * kw, cin, cout), jnp.float32), (xs, gs))
   return total.reshape(kernel_shape).astype(x.dtype)
+
+
+def _input_gradient_col2im(g, w, x_shape, strides, padding, precision):
+  """d(loss)/d(input) as columns g @ w^T, each tap's block added back at its offset (col2im).
+
+  For inputs of few channels: XLA's input-gradient convolution then has fewer output
+  channels than a vector register holds and runs 2-4x slower than this (LeNet's second layer).
+  """
+  kh, kw, cin, cout = w.shape
+  n, oh, ow, _ = g.shape
+  (top, bottom), (left, right) = padding
+  sh, sw = strides
+  height, width = x_shape[1] + top + bottom, x_shape[2] + left + right
+  columns = jnp.dot(g.reshape(-1, cout), w.reshape(-1, cout).T, precision=precision)
+  columns = columns.reshape(n, oh, ow, kh, kw, cin)
+  zero = jnp.zeros((), g.dtype)
+  padded = None
+  for i in range(kh):
+    for j in range(kw):
+      # Tap (i, j) of output (r, c) touches padded input (i + sh*r, j + sw*c): interior
+      # padding spaces the rows by the stride, edge padding places them.
+      placed = lax.pad(columns[:, :, :, i, j, :], zero,
+                       ((0, 0, 0), (i, height - i - sh * (oh - 1) - 1, sh - 1),
+                        (j, width - j - sw * (ow - 1) - 1, sw - 1), (0, 0, 0)))
+      padded = placed if padded is None else padded + placed
+  return padded[:, top:top + x_shape[1], left:left + x_shape[2], :]
 
 
 def _xla_conv(x, w, strides, padding, precision):
@@ -131,8 +178,11 @@ def _cpu_conv_forward(x, w, strides, padding, precision):
 
 def _cpu_conv_backward(strides, padding, precision, residuals, g):
   x, w = residuals
-  _, input_vjp = jax.vjp(lambda x: _forward(x, w, strides, padding, precision), x)
-  (dx,) = input_vjp(g)
+  if x.shape[-1] < FEW_INPUT_CHANNELS:
+    dx = _input_gradient_col2im(g.astype(x.dtype), w, x.shape, strides, padding, precision)
+  else:
+    _, input_vjp = jax.vjp(lambda x: _forward(x, w, strides, padding, precision), x)
+    (dx,) = input_vjp(g)
   return dx, _weight_gradient(x, g.astype(x.dtype), w.shape, strides, padding, precision)
 
 
