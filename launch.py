@@ -8,8 +8,11 @@ import logging as std_logging
 import os
 import sys
 
+from jaxcnn.cpu_threads import widen_cpu_thread_pool
 from jaxcnn.errors import EXIT_USAGE, UserError
 from jaxcnn.host_memory import keep_freed_memory
+
+widen_cpu_thread_pool()  # before JAX starts: several CPU devices' collectives need the threads
 
 try:  # before JAX and TensorFlow start their threads (jaxcnn/host_memory.py says why)
   keep_freed_memory()

@@ -10,9 +10,21 @@ if "xla_backend_optimization_level" not in _flags:
   # doubles the few real-data trainings; in all, the suite took 19 min at level 0 and 23 at
   # level 1 here. Subprocesses inherit it through tests/launcher.py.
   _flags += " --xla_backend_optimization_level=0"
+if "xla_cpu_collective_call_terminate_timeout_seconds" not in _flags:
+  # XLA:CPU aborts the whole process ("Termination timeout ... exceeded", then SIGABRT) when
+  # one of the 8 virtual devices reaches a collective more than 40 s after the first, which a
+  # device thread waiting for one of 2 loaded cores can (jaxcnn/cpu_threads.py has the
+  # deadlock that made CI's xdist workers abort this way). A real deadlock still ends, after
+  # 20 minutes.
+  _flags += (" --xla_cpu_collective_call_warn_stuck_timeout_seconds=300"
+             " --xla_cpu_collective_call_terminate_timeout_seconds=1200")
 os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxcnn.cpu_threads import widen_cpu_thread_pool  # noqa: E402
+
+widen_cpu_thread_pool()  # 8 devices' collectives on 2 cores deadlock without it
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 

@@ -25,6 +25,7 @@ def environment(devices: int = 1) -> dict:
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count")]
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
+  env.pop("NPROC", None)  # launch.py sizes XLA's thread pool for its own number of devices
   return env
 
 
