@@ -6,8 +6,8 @@ has arrived, and one device's program may wait in two collectives at once (indep
 run concurrently: seen here with a pair-wise and an all-device all-reduce). With as many
 threads as devices the pool can fill with waiting threads while another device still has
 to reach the collective: the step never finishes (XLA aborts it after 40 s by default). The
-tests hit this with 8 virtual devices on 2 cores (tests/test_configs.py stopped within
-minutes, every time, until the pool was widened).
+tests hit this with 8 virtual devices on 2 cores (CI's workers aborted; here
+tests/test_configs.py aborted within 3 minutes, and passed once the pool was widened).
 
 XLA sizes that pool from the NPROC environment variable when it is set (xla/util.cc,
 DefaultThreadPoolSize; no JAX or XLA option sets it), read once when the CPU client starts,
