@@ -8,7 +8,10 @@ if "xla_backend_optimization_level" not in _flags:
   # optimisation of the CPU machine code is much of the suite's time on 2 cores, so it is
   # off (XLA's HLO passes run either way). Level 0 halves ResNet-18's step compile and
   # doubles the few real-data trainings; in all, the suite took 19 min at level 0 and 23 at
-  # level 1 here. Subprocesses inherit it through tests/launcher.py.
+  # level 1 here. Since the convolutions' CPU formulations (jaxcnn/models/conv.py: slices,
+  # stacks and a scan, emitted by XLA as its own loops) unoptimised code trains LeNet on 8
+  # devices 3x slower (348 vs 108 ms a step), so tests/launcher.py's runs of launch.py, most
+  # of which train tens of real steps, keep XLA's default level.
   _flags += " --xla_backend_optimization_level=0"
 if "xla_cpu_collective_call_terminate_timeout_seconds" not in _flags:
   # XLA:CPU aborts the whole process ("Termination timeout ... exceeded", then SIGABRT) when

@@ -21,9 +21,12 @@ def launch_args(workdir, *overrides, config="configs/lenet_fashion_mnist.py"):
 
 def environment(devices: int = 1) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  # The suite's flags (tests/conftest.py) with this run's number of devices.
+  # The suite's flags (tests/conftest.py) with this run's number of devices, and XLA's
+  # default optimisation: these runs train tens of real steps, which unoptimised code makes
+  # 2-3x slower (conftest.py).
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
+           if not f.startswith(("--xla_force_host_platform_device_count",
+                                "--xla_backend_optimization_level"))]
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
   env.pop("NPROC", None)  # launch.py sizes XLA's thread pool for its own number of devices
   return env
