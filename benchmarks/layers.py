@@ -1,6 +1,7 @@
 """The XLA CPU pathologies the models work around, measured: max-pool's backward pass
 (jaxcnn/models/layers.py), the convolutions' weight gradient and convolutions over tiny feature
-maps (jaxcnn/models/conv.py).
+maps (jaxcnn/models/conv.py); and each pass (forward, input gradient, kernel gradient) of
+ResNet-20's three 3x3 convolutions alone, with the GFLOP/s each reaches.
 
     python benchmarks/layers.py
 
@@ -62,8 +63,35 @@ def main():
       rows.append({"op": f"conv 3x3 {channels}->{channels} over {batch}x{size}x{size}",
                    "impl": name, "forward_ms": median_ms(module.apply, variables, y),
                    "forward_backward_ms": median_ms(grad, variables, y)})
+  # Each pass of ResNet-20's three 3x3 stages alone, so a step's time can be attributed.
+  for batch, size, channels in [(128, 32, 16), (128, 16, 32), (128, 8, 64)]:
+    rows.extend(conv_passes(rng, batch, size, channels))
   for row in rows:
     print(json.dumps(row))
+
+
+def conv_passes(rng, batch, size, channels):
+  """Forward, input gradient and kernel gradient of one 3x3 convolution, each timed alone."""
+  x = jnp.asarray(rng.normal(size=(batch, size, size, channels)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(batch, size, size, channels)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, channels, channels)), jnp.float32)
+  gflop = 2 * batch * size * size * 9 * channels * channels / 1e9  # each pass
+  rows = []
+  for name, conv in [("xla", jax.lax.conv_general_dilated),
+                     ("jaxcnn", conv_lib.conv_general_dilated)]:
+    def forward(x, w, conv=conv):
+      return conv(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    passes = {
+        "forward_ms": median_ms(forward, x, w),
+        "input_gradient_ms": median_ms(lambda x, w, g: jax.vjp(lambda x: forward(x, w), x)[1](g)[0],
+                                       x, w, g),
+        "kernel_gradient_ms": median_ms(lambda x, w, g: jax.vjp(lambda w: forward(x, w), w)[1](g)[0],
+                                        x, w, g),
+    }
+    rows.append({"op": f"conv 3x3 {channels}->{channels} over {batch}x{size}x{size}, by pass",
+                 "impl": name, **passes,
+                 **{k.replace("_ms", "_gflop_s"): round(gflop / (v / 1e3), 1) for k, v in passes.items()}})
+  return rows
 
 
 if __name__ == "__main__":
