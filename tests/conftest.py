@@ -9,9 +9,10 @@ if "xla_backend_optimization_level" not in _flags:
   # off (XLA's HLO passes run either way). Level 0 halves ResNet-18's step compile and
   # doubles the few real-data trainings; in all, the suite took 19 min at level 0 and 23 at
   # level 1 here. Since the convolutions' CPU formulations (jaxcnn/models/conv.py: slices,
-  # stacks and a scan, emitted by XLA as its own loops) unoptimised code trains LeNet on 8
-  # devices 3x slower (348 vs 108 ms a step), so tests/launcher.py's runs of launch.py, most
-  # of which train tens of real steps, keep XLA's default level.
+  # stacks and a scan, emitted by XLA as its own loops), unoptimised code trains LeNet on 8
+  # devices 3x slower (348 vs 108 ms a step): tests/launcher.py's runs of launch.py, most of
+  # which train tens of real steps, therefore keep XLA's default level. The in-process tests,
+  # most of them compile-bound, stay at 0 (all at XLA's default: 27 min against 29).
   _flags += " --xla_backend_optimization_level=0"
 if "xla_cpu_collective_call_terminate_timeout_seconds" not in _flags:
   # XLA:CPU aborts the whole process ("Termination timeout ... exceeded", then SIGABRT) when
