@@ -23,6 +23,14 @@ def _assert_same_state(a: dict, b: dict):
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def _assert_resumed_from_latest(out: str, saved: list[int]):
+  """A rerun resumes from the latest finalised checkpoint, or starts fresh when none is."""
+  if saved:
+    assert f"Resuming from the checkpoint at step {saved[-1]}" in out
+  else:
+    assert "Resuming from the checkpoint" not in out
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
@@ -45,18 +53,12 @@ def test_sigkill_twice_then_resume_equals_uninterrupted_run(tmp_path, uninterrup
   second = rng.randint(resumed_from + 5, 80)
   code, out, err, killed_again = launcher.run_until(workdir, *COMMON, at_step=second)
   assert code == -signal.SIGKILL and killed_again is not None, err[-2000:]
-  if saved:
-    assert f"Resuming from the checkpoint at step {resumed_from}" in out
-  else:
-    assert "Resuming from the checkpoint" not in out
+  _assert_resumed_from_latest(out, saved)
   # Two early kills can both come before the first checkpoint is finalised.
   saved_again = launcher.checkpoint_steps(workdir)
   code, out, err = launcher.run(workdir, *COMMON)
   assert code == 0, err[-2000:]
-  if saved_again:
-    assert f"Resuming from the checkpoint at step {saved_again[-1]}" in out
-  else:
-    assert "Resuming from the checkpoint" not in out
+  _assert_resumed_from_latest(out, saved_again)
   _assert_same_state(launcher.saved_state(workdir), launcher.saved_state(uninterrupted))
   print(f"killed at steps {killed_at} and {killed_again}; resumed from "
         f"{resumed_from} and later; final state identical")
