@@ -1,19 +1,9 @@
 """Test configuration: 8 virtual CPU devices, set before JAX is imported anywhere."""
+import contextlib
 import os
 import sys
 
 _flags = os.environ.get("XLA_FLAGS", "")
-if "xla_backend_optimization_level" not in _flags:
-  # The tests compile hundreds of programs and run most on a few tiny batches; LLVM's
-  # optimisation of the CPU machine code is much of the suite's time on 2 cores, so it is
-  # off (XLA's HLO passes run either way). Level 0 halves ResNet-18's step compile and
-  # doubles the few real-data trainings; in all, the suite took 19 min at level 0 and 23 at
-  # level 1 here. Since the convolutions' CPU formulations (jaxcnn/models/conv.py: slices,
-  # stacks and a scan, emitted by XLA as its own loops), unoptimised code trains LeNet on 8
-  # devices 3x slower (348 vs 108 ms a step): tests/launcher.py's runs of launch.py, most of
-  # which train tens of real steps, therefore keep XLA's default level. The in-process tests,
-  # most of them compile-bound, stay at 0 (all at XLA's default: 27 min against 29).
-  _flags += " --xla_backend_optimization_level=0"
 if "xla_cpu_collective_call_terminate_timeout_seconds" not in _flags:
   # XLA:CPU aborts the whole process ("Termination timeout ... exceeded", then SIGABRT) when
   # one of the 8 virtual devices reaches a collective more than 40 s after the first, which a
@@ -36,7 +26,30 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(_ROOT, ".pytest_cache", "jax-compilation-cache"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 
+import jax  # noqa: E402
+
 from jaxcnn.cpu_threads import widen_cpu_thread_pool  # noqa: E402
+
+# The tests compile hundreds of programs and run most on a few tiny batches; LLVM's
+# optimisation of the CPU machine code is much of the suite's time on 2 cores, so it is
+# off for them (JAX's switch: XLA's backend optimisation level 0 and no expensive LLVM
+# passes; XLA's HLO passes run either way). It halves ResNet-18's step compile. The tests
+# that train many real steps turn it back on (`optimized_compiles`): unoptimised, the
+# convolutions' CPU formulations (jaxcnn/models/conv.py: slices, stacks and a scan, emitted
+# by XLA as its own loops) train LeNet on 8 devices 3x slower (348 vs 108 ms a step). The
+# launch.py subprocesses (tests/launcher.py) do not inherit it.
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+@contextlib.contextmanager
+def optimized_compiles():
+  """XLA's default optimisation for what compiles inside: for tests that run many steps."""
+  jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", True)
+
 
 widen_cpu_thread_pool()  # 8 devices' collectives on 2 cores deadlock without it
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -13,7 +13,7 @@ from jaxcnn import evaluate, predict, report
 from jaxcnn.data import sources
 from jaxcnn.train import loop
 from jaxcnn.train.progress import EpochProgress
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import needs_fashion_mnist, optimized_compiles
 from tests.test_data_pipelines import CIFAR_CLASSES, CIFAR_TARBALL, unpack_cifar10_jpeg
 
 
@@ -37,7 +37,8 @@ def trained(tmp_path_factory):
   config.num_train_steps = 240  # one epoch (234 steps) and a few more: two rows per split
   config.eval_batch_size = 1000
   workdir = str(tmp_path_factory.mktemp("run"))
-  loop.train_and_evaluate(config, workdir)
+  with optimized_compiles():  # 240 steps: run time, not compile time
+    loop.train_and_evaluate(config, workdir)
   return config, workdir
 
 

@@ -13,6 +13,7 @@ from jaxcnn import models
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, parallel as parallel_lib, steps
 from jaxcnn.train.state import create_train_state
+from tests.conftest import optimized_compiles
 
 BATCH = 32  # global: 4 per device on 8 devices
 # Small enough that float32 reduction-order noise is not amplified past tolerance in 10
@@ -74,7 +75,10 @@ def runs():
       "jit8_replica": parallel_lib.JitParallel(devices, per_replica_batch_norm=True),
       "pmap8_replica": parallel_lib.PmapParallel(devices, sync_batch_norm=False),
   }
-  return {name: (p, *_train(p, batches)) for name, p in paths.items()}
+  # Optimised: unoptimised, the 8-device steps run longer than they compile; and the
+  # checkpoint test below then reads the same programs from the compilation cache.
+  with optimized_compiles():
+    return {name: (p, *_train(p, batches)) for name, p in paths.items()}
 
 
 def test_synchronised_batch_norm_paths_agree_with_one_device(runs):
@@ -98,6 +102,7 @@ def test_per_replica_batch_norm_paths_agree_with_each_other_not_with_one_device(
 
 
 @pytest.mark.parametrize("first,second", [("pmap", "jit"), ("jit", "pmap")])
+@optimized_compiles()
 def test_checkpoint_crosses_between_paths(tmp_path, first, second):
   config = ml_collections.ConfigDict({"parallelism": first, "sync_batch_norm": True})
   batches = _batches(6)
