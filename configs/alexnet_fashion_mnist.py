@@ -3,8 +3,9 @@
 Source: seed 000 (d2l, ch. 5.6): the simplified single-channel AlexNet (96-256-384-384-256
 convolutions, 4096-4096 dense with dropout 0.5), images resized to 224, Adam lr 1e-3,
 batch 128, 5 epochs.
-Expected: test accuracy about 0.87-0.89 after the first epoch and above 0.90 after 5
-(the seed's printed curve).
+Expected: the seed prints no result for this network; d2l's book, which the seed follows,
+shows test accuracy in the high 0.8s over these 5 epochs. Measured here: 0.849 after the
+first epoch (README, "Recipes").
 """
 from configs import default
 

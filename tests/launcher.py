@@ -22,8 +22,9 @@ def launch_args(workdir, *overrides, config="configs/lenet_fashion_mnist.py"):
 def environment(devices: int = 1) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   # The suite's flags (tests/conftest.py) with this run's number of devices, and XLA's
-  # default optimisation: these runs train tens of real steps, which unoptimised code makes
-  # 2-3x slower (conftest.py).
+  # default optimisation (conftest.py turns most of it off in-process only; a level set in
+  # XLA_FLAGS is dropped here): these runs train tens of real steps, which unoptimised code
+  # makes 2-3x slower. The compilation cache's directory comes with the environment.
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith(("--xla_force_host_platform_device_count",
                                 "--xla_backend_optimization_level"))]
