@@ -10,7 +10,8 @@ import pytest
 from tests import launcher
 from tests.conftest import needs_fashion_mnist
 
-pytestmark = needs_fashion_mnist
+# One worker runs this file: its tests share a module-scoped fixture.
+pytestmark = [needs_fashion_mnist, pytest.mark.xdist_group("test_resilience")]
 
 STEPS = 90  # LeNet on Fashion-MNIST: 234 steps per epoch
 COMMON = (f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
