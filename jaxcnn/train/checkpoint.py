@@ -31,7 +31,8 @@ IDENTITY_FIELDS = ("model", "dataset", "num_classes", "image_shape")
 # save of each run (GoogLeNet on 8 CPU devices: 536 programs, its first save 38.6 s here
 # against 1.2 s without them). Arrays whose share per device would be under 1 MiB are
 # written whole from one device instead; larger ones keep Orbax's parallel write. The
-# handler is Orbax's default one (with its array-metadata store) but for that threshold.
+# handler is Orbax's default one (with its array-metadata store, which Orbax 0.12 exports only
+# from a private module) but for that threshold.
 MIN_BYTES_PER_REPLICA_SLICE = 2**20
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(
