@@ -18,9 +18,6 @@ from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
 from tests.conftest import needs_fashion_mnist
 
-# One worker runs this file: its tests share a module-scoped fixture.
-pytestmark = pytest.mark.xdist_group("test_data_pipelines")
-
 CIFAR_TARBALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "..", "shared", "data", "cifar10-jpeg.tar.gz")
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

@@ -16,9 +16,6 @@ from jaxcnn.train.progress import EpochProgress
 from tests.conftest import needs_fashion_mnist, optimized_compiles
 from tests.test_data_pipelines import CIFAR_CLASSES, CIFAR_TARBALL, unpack_cifar10_jpeg
 
-# One worker runs this file: its tests share a module-scoped fixture.
-pytestmark = pytest.mark.xdist_group("test_ergonomics")
-
 
 def test_progress_is_bounded_when_not_a_terminal():
   out = io.StringIO()

@@ -8,8 +8,7 @@ import pytest
 from tests import launcher
 from tests.conftest import needs_fashion_mnist
 
-# One worker runs this file: its tests share a module-scoped fixture.
-pytestmark = [needs_fashion_mnist, pytest.mark.xdist_group("test_multihost")]
+pytestmark = needs_fashion_mnist
 
 RUN = ("--config.num_train_steps=6", "--config.batch_size=64", "--config.eval_batch_size=2000")
 

@@ -15,9 +15,6 @@ from jaxcnn.train import checkpoint, parallel as parallel_lib, steps
 from jaxcnn.train.state import create_train_state
 from tests.conftest import optimized_compiles
 
-# One worker runs this file: its tests share a module-scoped fixture.
-pytestmark = pytest.mark.xdist_group("test_parallel")
-
 BATCH = 32  # global: 4 per device on 8 devices
 # Small enough that float32 reduction-order noise is not amplified past tolerance in 10
 # steps on random data (at 0.1 they drift apart by 0.4% by step 6, at 0.01 by 1e-4).

@@ -10,8 +10,7 @@ import pytest
 from tests import launcher
 from tests.conftest import needs_fashion_mnist
 
-# One worker runs this file: its tests share a module-scoped fixture.
-pytestmark = [needs_fashion_mnist, pytest.mark.xdist_group("test_resilience")]
+pytestmark = needs_fashion_mnist
 
 STEPS = 90  # LeNet on Fashion-MNIST: 234 steps per epoch
 COMMON = (f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=10",
