@@ -124,25 +124,25 @@ def _read_jsonl(path):
 
 
 @needs_fashion_mnist
+@optimized_compiles()  # 400 steps: run time, not compile time
 def test_short_real_run_learns_and_resumes_exactly(tmp_path):
-  with optimized_compiles():  # 400 steps: run time, not compile time
-    config = lenet_fashion_mnist.get_config()
-    config.num_train_steps = 150  # part of the first epoch (234 steps)
-    config.progress_every_secs = 1e9
-    workdir = str(tmp_path / "resumed")
-    first = loop.train_and_evaluate(config, workdir)
-    assert first["num_examples"] == 10_000
-    assert first["accuracy"] > 0.35  # chance is 0.10
+  config = lenet_fashion_mnist.get_config()
+  config.num_train_steps = 150  # part of the first epoch (234 steps)
+  config.progress_every_secs = 1e9
+  workdir = str(tmp_path / "resumed")
+  first = loop.train_and_evaluate(config, workdir)
+  assert first["num_examples"] == 10_000
+  assert first["accuracy"] > 0.35  # chance is 0.10
 
-    # The same command with a longer budget resumes from step 150 ...
-    config.num_train_steps = 200
-    resumed = loop.train_and_evaluate(config, workdir)
-    rows = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-    assert [(r["step"], r["split"]) for r in rows] == [
-        (150, "train"), (150, "test"), (200, "train"), (200, "test")]
-    assert rows[2]["num_examples"] == 50 * 256  # only the 50 new steps were trained
-    assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 200
+  # The same command with a longer budget resumes from step 150 ...
+  config.num_train_steps = 200
+  resumed = loop.train_and_evaluate(config, workdir)
+  rows = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert [(r["step"], r["split"]) for r in rows] == [
+      (150, "train"), (150, "test"), (200, "train"), (200, "test")]
+  assert rows[2]["num_examples"] == 50 * 256  # only the 50 new steps were trained
+  assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 200
 
-    # ... and ends exactly where an uninterrupted 200-step run does.
-    straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
-    assert resumed == pytest.approx(straight, rel=0, abs=0)
+  # ... and ends exactly where an uninterrupted 200-step run does.
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+  assert resumed == pytest.approx(straight, rel=0, abs=0)
