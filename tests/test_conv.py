@@ -18,6 +18,9 @@ CASES = [
     (3, 2, 16, 24, 3, 1, ((1, 1), (1, 1))),  # tiny map: im2col forward (VGG on CIFAR)
     (3, 1, 16, 24, 3, 1, "SAME"),
     (3, 11, 3, 8, 11, 4, ((2, 2), (2, 2))),  # AlexNet stem
+    # Several chunks of the kernel gradient (WEIGHT_GRADIENT_ROWS output positions each).
+    (6, 24, 4, 8, 3, 1, ((1, 1), (1, 1))),   # 3 images of 24x24 a chunk, 2 chunks
+    (6, 50, 2, 4, 3, 2, ((1, 1), (1, 1))),   # strided: 3 images of 25x25 a chunk
 ]
 
 
