@@ -1,6 +1,6 @@
 """Training and evaluation speed of the networks, side by side with PyTorch on the same machine.
 
-    python benchmarks/train_speed.py [--networks=lenet5,resnet20] [--steps=20]
+    python benchmarks/train_speed.py [--networks=lenet5,resnet20] [--steps=20] [--rounds=3]
         [--torch_python=/path/to/torch-venv/bin/python] [--half_precision] [--out=FILE.jsonl]
     python benchmarks/train_speed.py --end_to_end   # LeNet on real Fashion-MNIST, pipeline included
 
@@ -8,6 +8,11 @@ Per network: compile time, training images/s (median of --steps steps after warm
 min and max), evaluation images/s, XLA's FLOPs per step and the GFLOP/s reached, and with
 --torch_python the same network's images/s in PyTorch eager and channels_last, measured in
 the same run. One JSON object per line, then a Markdown table.
+
+With --rounds=N the two alternate: N rounds of --steps steps of ours, each followed by the
+PyTorch reference, and the ratio is the median of the N rounds' ratios. On a shared VM whose
+speed drifts by 30-50% over minutes, a ratio of figures taken minutes apart measures the
+drift as much as the code; one taken round by round does not.
 """
 import json
 import os
@@ -27,7 +32,8 @@ KEEPS_FREED_MEMORY = keep_freed_memory()
 from absl import app, flags  # noqa: E402
 
 _NETWORKS = flags.DEFINE_list("networks", None, "Subset of the networks below (default: all).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps after warm-up.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps after warm-up (per round).")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Rounds of ours, then PyTorch, alternating.")
 _TORCH = flags.DEFINE_string("torch_python", os.environ.get("JAXCNN_TORCH_PYTHON"),
                              "Python of an environment with PyTorch, for the comparison.")
 _HALF = flags.DEFINE_bool("half_precision", False, "bfloat16 computation, float32 parameters.")
@@ -56,7 +62,9 @@ def _timed(fn, steps: int) -> list[float]:
   return times
 
 
-def measure(key: str, steps: int, half: bool) -> dict:
+def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=None) -> dict:
+  """The network's figures; `between_rounds()` (the PyTorch reference) runs after each round
+  of `steps` training steps, and its results come back as the row's "rounds"."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -95,7 +103,13 @@ def measure(key: str, steps: int, half: bool) -> dict:
     return m
 
   _timed(one_train_step, 3)  # warm-up
-  train_times = _timed(one_train_step, steps)
+  train_times, per_round = [], []
+  for _ in range(rounds):
+    times = _timed(one_train_step, steps)
+    train_times += times
+    per_round.append({"train_img_s": round(batch / statistics.median(times), 1)})
+    if between_rounds is not None:
+      per_round[-1].update(between_rounds())
   eval_times = _timed(lambda: evaluate(holder["state"], eval_batch), max(steps // 2, 5))
   median = statistics.median(train_times)
   return {
@@ -107,7 +121,37 @@ def measure(key: str, steps: int, half: bool) -> dict:
       "eval_img_s": round(batch / statistics.median(eval_times), 1),
       "gflops_per_step": round(flops / 1e9, 3),
       "gflop_s": round(flops / median / 1e9, 1),
+      "rounds": per_round,
   }
+
+
+def between_rounds_were_skipped(rounds) -> bool:
+  return all(set(r) == {"train_img_s"} for r in rounds)
+
+
+def compare_with_torch(row: dict) -> dict:
+  """PyTorch's figures and the ratios, from the rounds when there were several."""
+  rounds = row.pop("rounds", None)
+  if not rounds or between_rounds_were_skipped(rounds):
+    return row
+  for mode in ("eager", "channels_last"):
+    measured = [r for r in rounds if mode in r]
+    if not measured:
+      continue
+    ratios = [r["train_img_s"] / r[mode]["median"] for r in measured]
+    row[mode] = {"median": statistics.median(r[mode]["median"] for r in measured),
+                 "min": min(r[mode]["min"] for r in measured),
+                 "max": max(r[mode]["max"] for r in measured)}
+    row[f"ratio_vs_{mode}"] = round(statistics.median(ratios), 2)
+    if len(measured) > 1:
+      row[f"ratios_vs_{mode}"] = [round(r, 2) for r in ratios]
+  errors = [r["torch_error"] for r in rounds if "torch_error" in r]
+  if errors:
+    row["torch_error"] = errors[-1]
+  for key in ("torch", "threads"):
+    if key in rounds[-1]:
+      row[key] = rounds[-1][key]
+  return row
 
 
 def torch_reference(key: str, steps: int) -> dict:
@@ -173,13 +217,9 @@ def main(argv):
     rows.append({**machine, **end_to_end(max(_STEPS.value, 100))})
   else:
     for key in _NETWORKS.value or list(NETWORKS):
-      row = {**machine, **measure(key, _STEPS.value, _HALF.value)}
-      if _TORCH.value and "error" not in row:
-        row.update(torch_reference(key, _STEPS.value))
-        for mode in ("eager", "channels_last"):
-          if mode in row:
-            row[f"ratio_vs_{mode}"] = round(row["train_img_s"] / row[mode]["median"], 2)
-      rows.append(row)
+      between = (lambda key=key: torch_reference(key, _STEPS.value)) if _TORCH.value else None
+      row = {**machine, **measure(key, _STEPS.value, _HALF.value, max(_ROUNDS.value, 1), between)}
+      rows.append(compare_with_torch(row))
       print(json.dumps(row), flush=True)
   if _OUT.value:
     with open(_OUT.value, "a") as f:
@@ -194,8 +234,8 @@ def table(rows) -> str:
     return (f"\n{r['network']}: input pipeline {r['pipeline_img_s']} img/s, batches in memory "
             f"{r['in_memory_img_s']} img/s, ratio {r['ratio']}")
   lines = ["| network, batch | dtype | compile s | train img/s (min-max) | eval img/s | GFLOP/s |"
-           " PyTorch eager | PyTorch channels_last | ratio vs channels_last |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           " PyTorch eager | PyTorch channels_last | ratio vs eager | ratio vs channels_last |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     if "train_img_s" not in r:  # the network itself could not be measured
       lines.append(f"| {r['network']} | {r.get('error', 'failed')} |")
@@ -203,12 +243,12 @@ def table(rows) -> str:
     eager = r.get("eager", {}).get("median", "")
     cl = r.get("channels_last", {}).get("median", "")
     eager, cl = (round(v, 1) if v != "" else "" for v in (eager, cl))
-    if "error" in r:  # the PyTorch reference failed; the network's own figures stand
-      cl = r["error"]
+    if "torch_error" in r:  # the PyTorch reference failed; the network's own figures stand
+      cl = r["torch_error"]
     lines.append(
         f"| {r['network']}, {r['batch']} | {r['dtype']} | {r['compile_s']} | {r['train_img_s']} "
         f"({r['train_img_s_min']}-{r['train_img_s_max']}) | {r['eval_img_s']} | {r['gflop_s']} | "
-        f"{eager} | {cl} | {r.get('ratio_vs_channels_last', '')} |")
+        f"{eager} | {cl} | {r.get('ratio_vs_eager', '')} | {r.get('ratio_vs_channels_last', '')} |")
   return "\n".join(lines)
 
 
