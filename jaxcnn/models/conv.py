@@ -8,7 +8,7 @@
   maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
   same sums as the kernel's taps (shifted copies of the input, stacked tap by tap and
   gathered in one pass) times the output gradient, a few images at a time so the taps stay
-  in cache, take 0.1-0.2 s (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
+  in cache, take about 0.1 s (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
   speed, and so does the input gradient except for inputs of fewer than eight channels
   (LeNet's second layer), where XLA's is 2-4x slower than a matrix product and col2im.
 - runs convolutions over feature maps of at most four positions (VGG's last block on
