@@ -12,7 +12,8 @@ the same run. One JSON object per line, then a Markdown table.
 With --rounds=N the two alternate: N rounds of --steps steps of ours, each followed by the
 PyTorch reference, and the ratio is the median of the N rounds' ratios. On a shared VM whose
 speed drifts by 30-50% over minutes, a ratio of figures taken minutes apart measures the
-drift as much as the code; one taken round by round does not.
+drift as much as the code; one taken round by round does not. --end_to_end alternates its
+pipeline-fed and in-memory loops the same way.
 """
 import json
 import os
@@ -164,7 +165,7 @@ def torch_reference(key: str, steps: int) -> dict:
   return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def end_to_end(steps: int) -> dict:
+def end_to_end(steps: int, rounds: int = 1) -> dict:
   """LeNet on real Fashion-MNIST: steps fed by the input pipeline vs the same batch in memory."""
   import jax
   from configs import lenet_fashion_mnist
@@ -188,21 +189,25 @@ def end_to_end(steps: int) -> dict:
     holder["state"], m = train(holder["state"], first)
     return m
 
+  def rate(step_fn) -> float:
+    # A whole loop, so the pipeline's prefetching overlaps the steps as in training.
+    t = time.perf_counter()
+    for _ in range(steps):
+      m = step_fn()
+    jax.block_until_ready(m)
+    return steps * config.batch_size / (time.perf_counter() - t)
+
   _timed(from_pipeline, 5)
-  # Whole loops, so the pipeline's prefetching overlaps the steps as in training.
-  t = time.perf_counter()
-  for _ in range(steps):
-    m = from_pipeline()
-  jax.block_until_ready(m)
-  pipeline_rate = steps * config.batch_size / (time.perf_counter() - t)
-  t = time.perf_counter()
-  for _ in range(steps):
-    m = from_memory()
-  jax.block_until_ready(m)
-  memory_rate = steps * config.batch_size / (time.perf_counter() - t)
+  pipeline_rates, memory_rates = [], []
+  for _ in range(rounds):  # alternating, so the machine's drift hits both alike
+    pipeline_rates.append(rate(from_pipeline))
+    memory_rates.append(rate(from_memory))
+  ratios = [p / m for p, m in zip(pipeline_rates, memory_rates)]
   return {"network": "lenet5 end-to-end (Fashion-MNIST)", "batch": config.batch_size,
-          "pipeline_img_s": round(pipeline_rate, 1), "in_memory_img_s": round(memory_rate, 1),
-          "ratio": round(pipeline_rate / memory_rate, 3)}
+          "pipeline_img_s": round(statistics.median(pipeline_rates), 1),
+          "in_memory_img_s": round(statistics.median(memory_rates), 1),
+          "ratio": round(statistics.median(ratios), 3),
+          **({"ratios": [round(r, 3) for r in ratios]} if rounds > 1 else {})}
 
 
 def main(argv):
@@ -214,7 +219,7 @@ def main(argv):
              "host_memory": "keep" if KEEPS_FREED_MEMORY else "release"}
   rows = []
   if _END_TO_END.value:
-    rows.append({**machine, **end_to_end(max(_STEPS.value, 100))})
+    rows.append({**machine, **end_to_end(max(_STEPS.value, 100), max(_ROUNDS.value, 1))})
   else:
     for key in _NETWORKS.value or list(NETWORKS):
       between = (lambda key=key: torch_reference(key, _STEPS.value)) if _TORCH.value else None
@@ -232,7 +237,8 @@ def table(rows) -> str:
   if rows and "pipeline_img_s" in rows[0]:
     r = rows[0]
     return (f"\n{r['network']}: input pipeline {r['pipeline_img_s']} img/s, batches in memory "
-            f"{r['in_memory_img_s']} img/s, ratio {r['ratio']}")
+            f"{r['in_memory_img_s']} img/s, ratio {r['ratio']}"
+            + (f" (rounds: {', '.join(map(str, r['ratios']))})" if "ratios" in r else ""))
   lines = ["| network, batch | dtype | compile s | train img/s (min-max) | eval img/s | GFLOP/s |"
            " PyTorch eager | PyTorch channels_last | ratio vs eager | ratio vs channels_last |",
            "|---|---|---|---|---|---|---|---|---|---|"]
