@@ -84,16 +84,20 @@ def test_input_gradient_of_few_channels_is_col2im_on_cpu(monkeypatch):
   assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2) > 1
 
 
-@pytest.mark.parametrize("batch,positions,images", [
-    (128, 1024, 2), (128, 64, 32), (128, 4, 128), (6, 1024, 2), (7, 1024, 1), (16, 3136, 1)])
-def test_weight_gradient_chunks_divide_the_batch(batch, positions, images):
-  assert conv._images_per_chunk(batch, positions) == images
+@pytest.mark.parametrize("batch,positions,row_values,images", [
+    (128, 1024, 144, 2), (128, 64, 576, 32), (128, 4, 4608, 128), (6, 1024, 144, 2),
+    (7, 1024, 144, 1), (16, 3136, 1152, 1),
+    (256, 576, 25, 16),    # LeNet's first layer: 5x the rows of narrow taps
+    (128, 1024, 27, 8),    # ResNet-20's stem (3 channels)
+    (32, 2916, 121, 1)])   # AlexNet-d2l's stem: 121 values are not narrow
+def test_weight_gradient_chunks_divide_the_batch(batch, positions, row_values, images):
+  assert conv._images_per_chunk(batch, positions, row_values) == images
 
 
 @pytest.mark.parametrize("batch,size,cin,cout,kernel,stride,padding", SEVERAL_CHUNKS)
 def test_several_chunks_cases_have_several_chunks(batch, size, cin, cout, kernel, stride, padding):
   out = (size + sum(padding[0]) - kernel) // stride + 1
-  assert conv._images_per_chunk(batch, out * out) < batch
+  assert conv._images_per_chunk(batch, out * out, kernel * kernel * cin) < batch
 
 
 def test_bfloat16_gradients_close_to_float32():

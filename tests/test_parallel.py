@@ -132,3 +132,20 @@ def test_batch_that_does_not_divide_over_devices_is_refused():
     p.check_batch_size(100)
   with pytest.raises(UserError, match="Unknown parallelism 'pjit'"):
     parallel_lib.create(ml_collections.ConfigDict({"parallelism": "pjit"}))
+
+
+def test_jit_over_several_devices_leaves_the_kernel_gradient_to_xla():
+  """GSPMD partitions the CPU kernel gradient's chunk loop with collectives inside it (which
+  once hung on 8 CPU devices); traced for a Mesh of several devices, the step has no loop,
+  while on one device it keeps the chunked formulation."""
+  model = models.create("lenet5", num_classes=10)
+  state = create_train_state(model, optax.sgd(LEARNING_RATE), (28, 28, 1), seed=0)
+  batch = {"image": np.zeros((8, 28, 28, 1), np.float32), "label": np.zeros(8, np.int32)}
+
+  def loops(parallel):
+    traced = parallel.compile_train_step(steps.train_step).trace(
+        parallel.put_state(state), parallel.put_batch(batch))
+    return str(traced.jaxpr).count("scan[")
+
+  assert loops(parallel_lib.JitParallel(jax.devices()[:1])) == 2  # LeNet's two convolutions
+  assert loops(parallel_lib.JitParallel(jax.devices())) == 0

@@ -6,9 +6,9 @@
 - computes the kernel's gradient as matrix products over chunks of the batch. XLA's CPU
   backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
   maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
-  same sums as the kernel's taps (shifted copies of the input, stacked tap by tap) times the
-  output gradient, a few images at a time so the taps stay in cache, take 0.2 s
-  (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
+  same sums as the kernel's taps (shifted copies of the input, stacked tap by tap and
+  gathered in one pass) times the output gradient, a few images at a time so the taps stay
+  in cache, take 0.1-0.2 s (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
   speed, and so does the input gradient except for inputs of fewer than eight channels
   (LeNet's second layer), where XLA's is 2-4x slower than a matrix product and col2im.
 - runs convolutions over feature maps of at most four positions (VGG's last block on
@@ -20,11 +20,14 @@ them all off (to measure them, or to rule them out).
 XLA offers no switch for any of them (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
 here and leave the weight gradient as slow), hence this file.
 """
+import contextlib
+import contextvars
 import functools
 import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax import lax
 
@@ -32,14 +35,35 @@ from jax import lax
 SMALL_MAP_POSITIONS = 4
 # Rows (output positions) of the patch matrix per chunk of the weight gradient: small enough
 # for the chunk's patches to stay in cache, large enough for an efficient matrix product
-# (1-4k measured best on 8x8 to 32x32 maps).
+# (1-4k measured best on 8x8 to 32x32 maps, at 16 to 512 channels).
 WEIGHT_GRADIENT_ROWS = 2048
+# Rows narrower than a 3x3 kernel's taps over 16 channels (LeNet's and ResNet's first layers:
+# 25 and 27 values) get proportionally more of them, up to 8x: the same bytes a chunk, fewer
+# trips through the loop (LeNet's first layer: 4.2 -> 3.2 ms at 16 images a chunk, not 2).
+NARROW_ROW_VALUES = 3 * 3 * 16
 
 # Inputs with fewer channels than this (a vector register of float32) take the col2im input
 # gradient.
 FEW_INPUT_CHANNELS = 8
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+
+# Set while a step is traced for GSPMD to partition over several devices (jit over a Mesh).
+# GSPMD partitions the chunked kernel gradient's gather on the batch-sharded input with
+# collectives inside the chunk loop, and XLA's CPU runtime once ran two of them in different
+# orders on different devices and hung; XLA's own kernel gradient it partitions as
+# data-parallel, one all-reduce. (Only multi-device CPU runs, such as the tests, trace so.)
+_TRACED_FOR_GSPMD = contextvars.ContextVar("jaxcnn_conv_traced_for_gspmd", default=False)
+
+
+@contextlib.contextmanager
+def traced_for_gspmd():
+  """While tracing a program that GSPMD will partition: the kernel gradient is XLA's own."""
+  token = _TRACED_FOR_GSPMD.set(True)
+  try:
+    yield
+  finally:
+    _TRACED_FOR_GSPMD.reset(token)
 
 
 def _formulations_enabled() -> bool:
@@ -77,39 +101,60 @@ def _pad(x, padding):
   return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
 
 
-def _images_per_chunk(batch: int, positions: int) -> int:
-  """The largest divisor of `batch` whose chunk has at most WEIGHT_GRADIENT_ROWS rows (at least 1)."""
-  most = max(1, WEIGHT_GRADIENT_ROWS // positions)
+def _images_per_chunk(batch: int, positions: int, row_values: int) -> int:
+  """The largest divisor of `batch` whose chunk fits its row budget (at least 1 image).
+
+  The budget is WEIGHT_GRADIENT_ROWS rows of `row_values` (kernel taps x input channels),
+  more rows for narrow ones (NARROW_ROW_VALUES).
+  """
+  rows = WEIGHT_GRADIENT_ROWS * min(8, max(1, NARROW_ROW_VALUES // row_values))
+  most = max(1, rows // positions)
   return max(d for d in range(1, min(batch, most) + 1) if batch % d == 0)
 
 
-def _taps(x, kernel_hw, strides, out_hw):
-  """The kernel's taps over an already padded NHWC batch, stacked first: (kh*kw, n, out_h, out_w, c).
+def _tap_rows(images, in_hw, kernel_hw, strides, padding, out_hw):
+  """Where each tap reads a chunk's flattened images: (kh*kw, images*out_h*out_w) row numbers.
 
-  Unlike `_patches`, each tap is one contiguous block, so building them copies whole rows
-  instead of interleaving channels, and the product with the output gradient is a plain
-  matrix product (for one input channel, (taps, positions) @ (positions, out)).
+  Tap (i, j) of output position (b, r, c) reads input position (b, sh*r + i - top,
+  sw*c + j - left); one that falls in the padding gets the row number one past the chunk's
+  last, which the gather fills with zeros, so the padded input is never built. The numbers
+  are the same for every chunk: one constant of the compiled step.
   """
-  (kh, kw), (sh, sw), (oh, ow) = kernel_hw, strides, out_hw
-  n, _, _, c = x.shape
-  return jnp.stack([lax.slice(x, (0, i, j, 0), (n, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, c),
-                              (1, sh, sw, 1)) for i in range(kh) for j in range(kw)])
+  (h, w), (kh, kw), (sh, sw), ((top, _), (left, _)), (oh, ow) = (
+      in_hw, kernel_hw, strides, padding, out_hw)
+  b, r, c = (a.reshape(-1) for a in np.meshgrid(np.arange(images), np.arange(oh), np.arange(ow),
+                                                indexing="ij"))
+  taps = []
+  for i in range(kh):
+    for j in range(kw):
+      row, col = sh * r + i - top, sw * c + j - left
+      inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+      taps.append(np.where(inside, (b * h + row) * w + col, images * h * w))
+  return np.stack(taps).astype(np.int32)
 
 
 def _weight_gradient(x, g, kernel_shape, strides, padding, precision):
-  """d(loss)/d(kernel) = sum over images and positions of taps(x)^T g, chunk by chunk."""
+  """d(loss)/d(kernel) = sum over images and positions of taps(x)^T g, chunk by chunk.
+
+  A chunk's taps (the kernel's shifted copies of the input, stacked first: (taps, rows, in))
+  are one gather from the chunk's flattened images, zeros where a tap reads the padding.
+  XLA fuses it with the transpose its matrix product wants, so the taps are written once;
+  built from a padded copy of the input, nine slices and a stack they were written four
+  times (pad, slices, stack, transpose), which cost more than the products: ResNet-20's
+  step took 469 ms that way and takes 402 ms this way (batch 128, one A/B run).
+  """
   kh, kw, cin, cout = kernel_shape
   n, oh, ow, _ = g.shape
-  images = _images_per_chunk(n, oh * ow)
+  images = _images_per_chunk(n, oh * ow, kh * kw * cin)
   chunks = n // images
   rows = images * oh * ow
-  padded = _pad(x, padding)
-  xs = padded.reshape((chunks, images) + padded.shape[1:])
+  tap_rows = _tap_rows(images, x.shape[1:3], (kh, kw), strides, padding, (oh, ow))
+  xs = x.reshape((chunks, -1, cin))
   gs = g.reshape((chunks, rows, cout))
 
   def add_chunk(total, chunk):
     x_chunk, g_chunk = chunk
-    taps = _taps(x_chunk, (kh, kw), strides, (oh, ow)).reshape(kh * kw, rows, cin)
+    taps = x_chunk.at[tap_rows].get(mode="fill", fill_value=0)
     # Contract the rows: (taps, rows, in) x (rows, out) -> (taps, in, out).
     return total + lax.dot_general(taps, g_chunk, (((1,), (0,)), ((), ())), precision=precision,
                                    preferred_element_type=jnp.float32), None
@@ -183,6 +228,10 @@ def _cpu_conv_backward(strides, padding, precision, residuals, g):
   else:
     _, input_vjp = jax.vjp(lambda x: _forward(x, w, strides, padding, precision), x)
     (dx,) = input_vjp(g)
+  if _TRACED_FOR_GSPMD.get():
+    _, kernel_vjp = jax.vjp(lambda w: _xla_conv(x, w, strides, padding, precision), w)
+    (dw,) = kernel_vjp(g.astype(x.dtype))
+    return dx, dw
   return dx, _weight_gradient(x, g.astype(x.dtype), w.shape, strides, padding, precision)
 
 

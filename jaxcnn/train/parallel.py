@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcnn.errors import UserError
+from jaxcnn.models import conv
 
 DATA_AXIS = "data"
 PMAP_AXIS = "batch"
@@ -84,6 +85,15 @@ class _Parallel:
         host_state)
 
 
+def _traced_for_gspmd(step_fn):
+  """`step_fn`, traced with the convolutions told that GSPMD partitions it (models/conv.py)."""
+  @functools.wraps(step_fn)
+  def traced(*args, **kwargs):
+    with conv.traced_for_gspmd():
+      return step_fn(*args, **kwargs)
+  return traced
+
+
 class JitParallel(_Parallel):
   """jax.jit over a 1-D Mesh of all devices; see the module docstring."""
   name = "jit"
@@ -102,6 +112,8 @@ class JitParallel(_Parallel):
   def compile_train_step(self, step_fn):
     if self.per_replica:
       step_fn = self._shard_mapped(step_fn, out_specs=(P(), P()))
+    elif self.num_devices > 1:
+      step_fn = _traced_for_gspmd(step_fn)
     return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
