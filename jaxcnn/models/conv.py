@@ -8,14 +8,16 @@
   maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
   same sums as the kernel's taps (shifted copies of the input, stacked tap by tap and
   gathered in one pass) times the output gradient, a few images at a time so the taps stay
-  in cache, take 0.1-0.2 s (benchmarks/layers.py). The forward pass stays XLA's own, which runs at matrix-multiply
-  speed, and so does the input gradient except for inputs of fewer than eight channels
-  (LeNet's second layer), where XLA's is 2-4x slower than a matrix product and col2im.
+  in cache, take about 0.1 s (benchmarks/layers.py). The forward pass stays XLA's own,
+  which runs at matrix-multiply speed, and so does the input gradient except for inputs of
+  fewer than eight channels (LeNet's second layer), where XLA's is 2-4x slower than a matrix
+  product and col2im.
 - runs convolutions over feature maps of at most four positions (VGG's last block on
   32x32 inputs) as one im2col matrix product: XLA's convolution takes seconds there.
 
-Other backends (GPU, TPU) get lax.conv_general_dilated unchanged. JAXCNN_CONV=xla turns
-them all off (to measure them, or to rule them out).
+Other backends (GPU, TPU) get lax.conv_general_dilated unchanged, and a step traced for
+GSPMD to partition over several devices (`traced_for_gspmd`) gets XLA's kernel gradient.
+JAXCNN_CONV=xla turns them all off (to measure them, or to rule them out).
 
 XLA offers no switch for any of them (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
 here and leave the weight gradient as slow), hence this file.
