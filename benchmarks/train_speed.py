@@ -122,18 +122,14 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
       "eval_img_s": round(batch / statistics.median(eval_times), 1),
       "gflops_per_step": round(flops / 1e9, 3),
       "gflop_s": round(flops / median / 1e9, 1),
-      "rounds": per_round,
+      **({"rounds": per_round} if between_rounds is not None else {}),
   }
-
-
-def between_rounds_were_skipped(rounds) -> bool:
-  return all(set(r) == {"train_img_s"} for r in rounds)
 
 
 def compare_with_torch(row: dict) -> dict:
   """PyTorch's figures and the ratios, from the rounds when there were several."""
   rounds = row.pop("rounds", None)
-  if not rounds or between_rounds_were_skipped(rounds):
+  if not rounds:
     return row
   for mode in ("eager", "channels_last"):
     measured = [r for r in rounds if mode in r]
