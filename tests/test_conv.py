@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from jaxcnn.models import conv
+from jaxcnn.models import conv, onednn
+
+ONEDNN_MISSING = None if onednn.available() else "oneDNN's binding does not build here"
 
 # (batch, size, in, out, kernel, stride, padding): the shapes the model families use, small.
 CASES = [
@@ -32,8 +34,13 @@ def _grads(module, variables, x):
   return jax.grad(loss, argnums=(0, 1))(variables, x)
 
 
+@pytest.mark.parametrize("mode", [
+    pytest.param("onednn", marks=pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))),
+    "matmul"])
 @pytest.mark.parametrize("batch,size,cin,cout,kernel,stride,padding", CASES)
-def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, stride, padding):
+def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, stride, padding,
+                                                mode, monkeypatch):
+  monkeypatch.setenv("JAXCNN_CONV", mode)
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   x = jax.random.normal(keys[0], (batch, size, size, cin))
   reference = nn.Conv(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
@@ -48,8 +55,9 @@ def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, 
 
 
 def test_weight_gradient_is_the_chunked_matmul_on_cpu(monkeypatch):
-  """The formulation is really taken (a scan of matmuls in the gradient), and JAXCNN_CONV=xla
-  really turns it off; in bfloat16 the gradient keeps the kernel's dtype."""
+  """The formulation is really taken (a scan of matmuls in the gradient) for bfloat16, which
+  oneDNN's binding does not take, and JAXCNN_CONV=xla really turns it off; in bfloat16 the
+  gradient keeps the kernel's dtype."""
   x = jnp.ones((8, 16, 16, 4), jnp.bfloat16)
   module = conv.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16)
   variables = module.init(jax.random.PRNGKey(0), x)
@@ -70,7 +78,8 @@ def test_weight_gradient_is_the_chunked_matmul_on_cpu(monkeypatch):
 
 def test_input_gradient_of_few_channels_is_col2im_on_cpu(monkeypatch):
   """Inputs of fewer than eight channels get their gradient from a matrix product, not a
-  second convolution; wider inputs keep XLA's input-gradient convolution."""
+  second convolution; wider inputs keep XLA's input-gradient convolution (matmul mode)."""
+  monkeypatch.setenv("JAXCNN_CONV", "matmul")
   def convolutions_in_input_gradient(cin):
     x = jnp.ones((2, 12, 12, cin))
     module = conv.Conv(16, (5, 5), padding="VALID")
@@ -109,3 +118,53 @@ def test_bfloat16_gradients_close_to_float32():
   g16 = _grads(bf16, variables, x)[0]["params"]["kernel"]
   assert g16.dtype == jnp.float32
   np.testing.assert_allclose(g16, g32, rtol=0.05, atol=0.05 * float(jnp.max(jnp.abs(g32))))
+
+
+def _custom_calls_and_convolutions(module, x):
+  variables = module.init(jax.random.PRNGKey(0), x)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda v, x: jnp.sum(module.apply(v, x)), (0, 1)))(
+      variables, x))
+  return ({target: jaxpr.count(target) for target in onednn._TARGETS},
+          jaxpr.count("conv_general_dilated"))
+
+
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
+def test_float32_takes_onednn_for_all_three_passes_by_default(monkeypatch):
+  monkeypatch.delenv("JAXCNN_CONV", raising=False)
+  module = conv.Conv(8, (3, 3), padding="SAME")
+  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  assert calls == {target: 1 for target in onednn._TARGETS} and convolutions == 0
+  monkeypatch.setenv("JAXCNN_CONV", "matmul")
+  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  assert sum(calls.values()) == 0 and convolutions > 0
+  # Traced for GSPMD to partition (jit over several devices): no custom call, which GSPMD
+  # would replicate.
+  with conv.traced_for_gspmd():
+    calls, _ = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  assert sum(calls.values()) == 0
+
+
+def test_without_onednn_auto_falls_back_and_onednn_mode_says_why(monkeypatch):
+  def unavailable():
+    raise onednn.Unavailable("no C++ compiler (c++, or $CXX) to build the oneDNN binding")
+
+  monkeypatch.setattr(onednn, "load", unavailable)
+  module = conv.Conv(8, (3, 3), padding="SAME")
+  monkeypatch.setenv("JAXCNN_CONV", "auto")
+  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  assert sum(calls.values()) == 0 and convolutions > 0
+  monkeypatch.setenv("JAXCNN_CONV", "onednn")
+  with pytest.raises(onednn.Unavailable, match="no C\\+\\+ compiler"):
+    _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+
+
+def test_binding_build_failures_are_reported(monkeypatch, tmp_path):
+  monkeypatch.setenv("JAXCNN_NATIVE_CACHE", str(tmp_path))
+  monkeypatch.setenv("CXX", "no-such-compiler-jaxcnn")
+  with pytest.raises(onednn.Unavailable, match="no C\\+\\+ compiler"):
+    onednn._build()
+  if onednn.platform.machine() == "x86_64" and onednn.sys.platform == "linux":
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
+    with pytest.raises(onednn.Unavailable, match="building the oneDNN binding failed"):
+      onednn._build()
+    assert list(tmp_path.iterdir()) == []  # no partial library left for the next process

@@ -30,8 +30,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import linen as nn
 from jax import lax
+
+from jaxcnn.models import onednn
 
 # Feature maps with at most this many positions take the im2col forward pass.
 SMALL_MAP_POSITIONS = 4
@@ -68,11 +71,36 @@ def traced_for_gspmd():
     _TRACED_FOR_GSPMD.reset(token)
 
 
-def _formulations_enabled() -> bool:
+MODES = ("auto", "onednn", "matmul", "xla")
+_fallback_logged = False
+
+
+def _mode() -> str:
+  """Which convolution a CPU trace takes: JAXCNN_CONV, resolved for this backend.
+
+  auto: oneDNN's passes (onednn.py) where the binding builds, else the matrix-product
+  formulations; onednn: oneDNN's, or an error saying why not; matmul: the matrix-product
+  formulations; xla: lax.conv_general_dilated. Other backends always get XLA's.
+  """
+  global _fallback_logged
   choice = os.environ.get("JAXCNN_CONV", "auto")
-  if choice not in ("auto", "xla"):
-    raise ValueError(f"JAXCNN_CONV must be 'auto' or 'xla', not {choice!r}")
-  return choice == "auto" and jax.default_backend() == "cpu"
+  if choice not in MODES:
+    raise ValueError(f"JAXCNN_CONV must be one of {', '.join(MODES)}, not {choice!r}")
+  if choice == "xla" or jax.default_backend() != "cpu":
+    return "xla"
+  if choice == "onednn":
+    onednn.load()  # raises onednn.Unavailable with the reason
+    return "onednn"
+  if choice == "auto":
+    try:
+      onednn.load()
+      return "onednn"
+    except onednn.Unavailable as reason:
+      if not _fallback_logged:
+        logging.warning("oneDNN convolutions unavailable (%s); using the matrix-product "
+                        "formulations", reason)
+        _fallback_logged = True
+  return "matmul"
 
 
 def _is_nhwc_hwio(dimension_numbers) -> bool:
@@ -240,6 +268,24 @@ def _cpu_conv_backward(strides, padding, precision, residuals, g):
 _cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _onednn_conv(x, w, strides, padding):
+  return onednn.forward(x, w, strides, padding)
+
+
+def _onednn_conv_forward(x, w, strides, padding):
+  return onednn.forward(x, w, strides, padding), (x, w)
+
+
+def _onednn_conv_backward(strides, padding, residuals, g):
+  x, w = residuals
+  return (onednn.input_gradient(g, w, x.shape, strides, padding),
+          onednn.kernel_gradient(x, g, w.shape, strides, padding))
+
+
+_onednn_conv.defvjp(_onednn_conv_forward, _onednn_conv_backward)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
@@ -248,10 +294,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   They apply to dense (ungrouped, undilated) NHWC x HWIO convolutions on the CPU backend;
   everything else, and every other backend, is lax.conv_general_dilated itself.
   """
-  applies = (_formulations_enabled() and lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers)
-             and feature_group_count == 1 and _unit(lhs_dilation) and _unit(rhs_dilation)
-             and not kwargs and lhs.dtype == rhs.dtype)
-  if not applies:
+  applies = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers) and feature_group_count == 1
+             and _unit(lhs_dilation) and _unit(rhs_dilation) and not kwargs
+             and lhs.dtype == rhs.dtype)
+  mode = _mode() if applies else "xla"
+  if mode == "xla":
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -259,7 +306,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  return _cpu_conv(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+  strides = tuple(int(s) for s in window_strides)
+  # oneDNN's binding is float32 only, and GSPMD cannot partition a custom call (it would
+  # gather the whole batch onto every device).
+  if mode == "onednn" and lhs.dtype == jnp.float32 and not _TRACED_FOR_GSPMD.get():
+    return _onednn_conv(lhs, rhs, strides, padding)
+  return _cpu_conv(lhs, rhs, strides, padding, precision)
 
 
 # flax's Conv with the convolution above: the same parameters and module names as nn.Conv.
