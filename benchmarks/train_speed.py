@@ -15,6 +15,7 @@ speed drifts by 30-50% over minutes, a ratio of figures taken minutes apart meas
 drift as much as the code; one taken round by round does not. --end_to_end alternates its
 pipeline-fed and in-memory loops the same way.
 """
+import functools
 import json
 import os
 import platform
@@ -71,7 +72,10 @@ def _step_flops(parallel, state, batch) -> float:
   chosen = os.environ.get("JAXCNN_CONV")
   os.environ["JAXCNN_CONV"] = "xla"
   try:
-    lowered = parallel.compile_train_step(steps_lib.train_step).lower(state, batch)
+    # A new function object: jit's trace cache would otherwise hand back the timed step's
+    # trace, which was traced with the chosen convolutions.
+    fresh_step = functools.partial(steps_lib.train_step)
+    lowered = parallel.compile_train_step(fresh_step).lower(state, batch)
   finally:
     if chosen is None:
       del os.environ["JAXCNN_CONV"]

@@ -124,7 +124,7 @@ def _custom_calls_and_convolutions(module, x):
   variables = module.init(jax.random.PRNGKey(0), x)
   jaxpr = str(jax.make_jaxpr(jax.grad(lambda v, x: jnp.sum(module.apply(v, x)), (0, 1)))(
       variables, x))
-  return ({target: jaxpr.count(target) for target in onednn._TARGETS},
+  return ({target: jaxpr.count(target) for target in onednn.CONV_TARGETS},
           jaxpr.count("conv_general_dilated"))
 
 
@@ -133,7 +133,7 @@ def test_float32_takes_onednn_for_all_three_passes_by_default(monkeypatch):
   monkeypatch.delenv("JAXCNN_CONV", raising=False)
   module = conv.Conv(8, (3, 3), padding="SAME")
   calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
-  assert calls == {target: 1 for target in onednn._TARGETS} and convolutions == 0
+  assert calls == {target: 1 for target in onednn.CONV_TARGETS} and convolutions == 0
   monkeypatch.setenv("JAXCNN_CONV", "matmul")
   calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
   assert sum(calls.values()) == 0 and convolutions > 0
@@ -168,3 +168,13 @@ def test_binding_build_failures_are_reported(monkeypatch, tmp_path):
     with pytest.raises(onednn.Unavailable, match="building the oneDNN binding failed"):
       onednn._build()
     assert list(tmp_path.iterdir()) == []  # no partial library left for the next process
+
+
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
+def test_binding_builds_into_an_empty_cache_once(monkeypatch, tmp_path):
+  monkeypatch.setenv("JAXCNN_NATIVE_CACHE", str(tmp_path))
+  built = onednn._build()
+  assert built.parent == tmp_path and built.suffix == ".so"
+  assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no partial file left
+  modified = built.stat().st_mtime_ns
+  assert onednn._build() == built and built.stat().st_mtime_ns == modified  # not rebuilt

@@ -147,7 +147,7 @@ def test_jit_over_several_devices_leaves_the_kernel_gradient_to_xla():
   def loops_and_custom_calls(parallel):
     jaxpr = str(parallel.compile_train_step(steps.train_step).trace(
         parallel.put_state(state), parallel.put_batch(batch)).jaxpr)
-    return jaxpr.count("scan["), sum(jaxpr.count(target) for target in onednn._TARGETS)
+    return jaxpr.count("scan["), sum(jaxpr.count(target) for target in onednn.CONV_TARGETS)
 
   # LeNet's two convolutions: three oneDNN passes each (the first one's input gradient is
   # not needed, but the jaxpr still has it), or two chunked loops.

@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxcnn.models.batch_norm import BatchNorm
+
 # PyTorch's default for nn.Linear / nn.Conv2d: kaiming_uniform(a=sqrt(5)), i.e.
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight. The seeds' networks are trained
 # with it, and for sigmoid networks (d2l's LeNet) the initial scale shapes the curve.
@@ -34,7 +36,7 @@ kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "norma
 def batch_norm(train: bool, dtype, name: str, axis_name: str | None = None,
                scale_init=nn.initializers.ones) -> nn.BatchNorm:
   """BatchNorm with PyTorch's defaults: momentum 0.1 there is 0.9 here, epsilon 1e-5."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                       axis_name=axis_name, scale_init=scale_init, name=name)
 
 

@@ -1,4 +1,4 @@
-"""oneDNN's convolution passes on the CPU, through XLA's FFI (onednn_conv.cc).
+"""oneDNN's convolution and batch-norm passes on the CPU, through XLA's FFI (onednn.cc).
 
 The binding is compiled on first use with the system's C++ compiler against the oneDNN of
 the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` packages (project dependencies on x86-64
@@ -10,7 +10,10 @@ its matrix-product formulations.
 
 Three passes of a dense NHWC x HWIO float32 convolution with explicit padding:
 `forward(x, kernel)`, `input_gradient(g, kernel, x_shape)` and `kernel_gradient(x, g,
-kernel_shape)`, each one XLA custom call.
+kernel_shape)`; and batch norm over an NHWC float32 batch with the batch's statistics:
+`batch_norm(x, scale, shift, epsilon)` -> (y, mean, biased variance) and
+`batch_norm_gradients(x, dy, mean, var, scale, epsilon)` -> (dx, dscale, dshift). Each is
+one XLA custom call.
 """
 import ctypes
 import hashlib
@@ -27,13 +30,18 @@ import threading
 import jax
 import numpy as np
 
-_SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
+_SOURCE = pathlib.Path(__file__).with_name("onednn.cc")
 _LIBRARY_PACKAGE = "onednn-cpu-gomp"
 _HEADERS_PACKAGE = "onednn-devel-cpu-gomp"
-_TARGETS = {  # FFI target name -> handler symbol in onednn_conv.cc
+# FFI target name -> handler symbol in onednn.cc.
+CONV_TARGETS = {
     "jaxcnn_onednn_conv_forward": "JaxcnnOnednnConvForward",
     "jaxcnn_onednn_conv_input_gradient": "JaxcnnOnednnConvInputGradient",
     "jaxcnn_onednn_conv_kernel_gradient": "JaxcnnOnednnConvKernelGradient",
+}
+BATCH_NORM_TARGETS = {
+    "jaxcnn_onednn_batch_norm_forward": "JaxcnnOnednnBatchNormForward",
+    "jaxcnn_onednn_batch_norm_backward": "JaxcnnOnednnBatchNormBackward",
 }
 _FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC")
 
@@ -83,7 +91,7 @@ def _build() -> pathlib.Path:
       [_SOURCE.read_text(), jax.__version__, importlib.metadata.version("jaxlib"),
        importlib.metadata.version(_LIBRARY_PACKAGE), *command]).encode()).hexdigest()[:16]
   cache = _cache_dir()
-  built = cache / f"onednn_conv-{key}.so"
+  built = cache / f"onednn-{key}.so"
   if built.exists():
     return built
   cache.mkdir(parents=True, exist_ok=True)
@@ -115,7 +123,7 @@ def load() -> ctypes.CDLL:
     except (Unavailable, OSError) as error:
       _failure = error if isinstance(error, Unavailable) else Unavailable(str(error))
       raise _failure from None
-    for target, symbol in _TARGETS.items():
+    for target, symbol in {**CONV_TARGETS, **BATCH_NORM_TARGETS}.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                   platform="cpu")
     _loaded = library
@@ -163,3 +171,19 @@ def kernel_gradient(x, g, kernel_shape, strides, padding):
   out = jax.ShapeDtypeStruct(tuple(kernel_shape), x.dtype)
   return jax.ffi.ffi_call("jaxcnn_onednn_conv_kernel_gradient", out)(
       x, g, **_attributes(strides, padding))
+
+
+def batch_norm(x, scale, shift, epsilon):
+  load()
+  channels = jax.ShapeDtypeStruct(scale.shape, x.dtype)
+  return jax.ffi.ffi_call("jaxcnn_onednn_batch_norm_forward",
+                          (jax.ShapeDtypeStruct(x.shape, x.dtype), channels, channels))(
+      x, scale, shift, epsilon=np.float32(epsilon))
+
+
+def batch_norm_gradients(x, dy, mean, var, scale, epsilon):
+  load()
+  channels = jax.ShapeDtypeStruct(scale.shape, x.dtype)
+  return jax.ffi.ffi_call("jaxcnn_onednn_batch_norm_backward",
+                          (jax.ShapeDtypeStruct(x.shape, x.dtype), channels, channels))(
+      x, dy, mean, var, scale, epsilon=np.float32(epsilon))
