@@ -1,23 +1,27 @@
-"""The convolution every model uses: XLA's, with CPU formulations where XLA's CPU backend is slow.
+"""The convolution every model uses: XLA's, with faster CPU passes where XLA's CPU backend is slow.
 
 `Conv` is flax's nn.Conv (same parameters, same names, same forward values) with its
 `conv_general_dilated` replaced by the one below, which on the CPU backend
 
-- computes the kernel's gradient as matrix products over chunks of the batch. XLA's CPU
-  backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
+- in float32, runs the forward pass, the input gradient and the kernel gradient as oneDNN's
+  convolutions (onednn.py: one XLA custom call each; 2-10x faster than XLA's passes here),
+  except over feature maps of at most four positions, where the matrix products below win;
+- otherwise (bfloat16, a step traced for GSPMD, a machine where oneDNN's binding does not
+  build), computes the kernel's gradient as matrix products over chunks of the batch. XLA's
+  CPU backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
   maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
   same sums as the kernel's taps (shifted copies of the input, stacked tap by tap and
   gathered in one pass) times the output gradient, a few images at a time so the taps stay
   in cache, take about 0.1 s (benchmarks/layers.py). The forward pass stays XLA's own,
-  which runs at matrix-multiply speed, and so does the input gradient except for inputs of
-  fewer than eight channels (LeNet's second layer), where XLA's is 2-4x slower than a matrix
-  product and col2im.
+  and so does the input gradient except for inputs of fewer than eight channels (LeNet's
+  second layer), where XLA's is 2-4x slower than a matrix product and col2im;
 - runs convolutions over feature maps of at most four positions (VGG's last block on
   32x32 inputs) as one im2col matrix product: XLA's convolution takes seconds there.
 
 Other backends (GPU, TPU) get lax.conv_general_dilated unchanged, and a step traced for
 GSPMD to partition over several devices (`traced_for_gspmd`) gets XLA's kernel gradient.
-JAXCNN_CONV=xla turns them all off (to measure them, or to rule them out).
+JAXCNN_CONV chooses (`_mode`): auto, onednn, matmul (the formulations without oneDNN) or
+xla (all of them off: to measure them, or to rule them out).
 
 XLA offers no switch for any of them (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
 here and leave the weight gradient as slow), hence this file.

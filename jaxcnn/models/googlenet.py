@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import adaptive_avg_pool, flatten, torch_default_bias_init
 
@@ -54,8 +55,8 @@ class BasicConv(nn.Module):
              use_bias=False, dtype=self.dtype,
              kernel_init=nn.initializers.normal(self.std), name="conv")(x)
     # PyTorch's momentum 0.1 is flax's 0.9.
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
-                     dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
+    x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
+                  dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
     return nn.relu(x)
 
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.googlenet import BasicConv, transform_imagenet_input
 from jaxcnn.models.layers import flatten, torch_default_bias_init
@@ -62,8 +63,8 @@ class ConvBN(nn.Module):
     x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME",
              dtype=self.dtype, kernel_init=_glorot, name="conv")(x)
     x = nn.relu(x)
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-                        dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
+    return BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+                     dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
 
 
 class _V2Module(nn.Module):

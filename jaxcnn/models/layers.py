@@ -34,7 +34,7 @@ kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "norma
 
 
 def batch_norm(train: bool, dtype, name: str, axis_name: str | None = None,
-               scale_init=nn.initializers.ones) -> nn.BatchNorm:
+               scale_init=nn.initializers.ones) -> BatchNorm:
   """BatchNorm with PyTorch's defaults: momentum 0.1 there is 0.9 here, epsilon 1e-5."""
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                       axis_name=axis_name, scale_init=scale_init, name=name)

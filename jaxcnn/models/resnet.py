@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (batch_norm, kaiming_normal_fan_out, torch_default_bias_init,
                                   torch_default_kernel_init)
@@ -174,9 +175,9 @@ class KerasBottleneck(nn.Module):
                   name=name)
 
     def bn(name):
-      return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                          epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
-                          name=name)
+      return BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
+                       name=name)
 
     y = nn.relu(bn("bn1")(conv(self.features, 1, self.strides, "conv1")(x)))
     y = nn.relu(bn("bn2")(conv(self.features, 3, 1, "conv2")(y)))
@@ -201,8 +202,8 @@ class KerasResNet(nn.Module):
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # ZeroPadding2D((3, 3))
     x = Conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
              kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-                     dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1")(x)
+    x = BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+                  dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1")(x)
     x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2))
     for i, (size, features) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(size):
