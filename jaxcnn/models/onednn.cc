@@ -109,15 +109,16 @@ memory KernelFor(const memory::desc& wanted, const memory::desc& hwio, float* da
   return reordered;
 }
 
+// Runs body(stream) holding Lock(), oneDNN's exceptions turned into XLA errors.
 template <typename Body>
-ffi::Error Run(const Shape& shape, Body body) {
+ffi::Error Locked(const char* what, Body body) {
   try {
     std::lock_guard<std::mutex> hold(Lock());
     dnnl::stream stream(Engine());
-    body(PassesFor(shape), stream);
+    body(stream);
     stream.wait();
   } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("jaxcnn oneDNN convolution: ") + e.what());
+    return ffi::Error::Internal(std::string("jaxcnn oneDNN ") + what + ": " + e.what());
   }
   return ffi::Error::Success();
 }
@@ -128,7 +129,8 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
   Shape shape;
   if (auto e = Check(x.dimensions(), kernel.dimensions(), strides, padding, &shape); e.failure())
     return e;
-  return Run(shape, [&](Passes& p, dnnl::stream& stream) {
+  return Locked("convolution", [&](dnnl::stream& stream) {
+    Passes& p = PassesFor(shape);
     memory k = KernelFor(p.forward_pd.weights_desc(), p.weights, kernel.typed_data(), stream);
     p.forward.execute(stream, {{DNNL_ARG_SRC, memory(p.src, Engine(), x.typed_data())},
                                {DNNL_ARG_WEIGHTS, k},
@@ -143,7 +145,8 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> kernel,
   if (auto e = Check(dx->dimensions(), kernel.dimensions(), strides, padding, &shape);
       e.failure())
     return e;
-  return Run(shape, [&](Passes& p, dnnl::stream& stream) {
+  return Locked("convolution", [&](dnnl::stream& stream) {
+    Passes& p = PassesFor(shape);
     memory k = KernelFor(p.input_gradient_pd.weights_desc(), p.weights, kernel.typed_data(),
                          stream);
     p.input_gradient.execute(
@@ -160,7 +163,8 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
   if (auto e = Check(x.dimensions(), dkernel->dimensions(), strides, padding, &shape);
       e.failure())
     return e;
-  return Run(shape, [&](Passes& p, dnnl::stream& stream) {
+  return Locked("convolution", [&](dnnl::stream& stream) {
+    Passes& p = PassesFor(shape);
     memory hwio(p.weights, Engine(), dkernel->typed_data());
     const memory::desc& produced = p.kernel_gradient_pd.diff_weights_desc();
     memory out = produced == p.weights ? hwio : memory(produced, Engine());
@@ -213,19 +217,6 @@ ffi::Error CheckNormalisation(ffi::Span<const int64_t> x, ffi::Span<const int64_
   return ffi::Error::Success();
 }
 
-template <typename Body>
-ffi::Error RunNormalisation(ffi::Span<const int64_t> dims, float epsilon, Body body) {
-  try {
-    std::lock_guard<std::mutex> hold(Lock());
-    dnnl::stream stream(Engine());
-    body(NormalisationFor(dims, epsilon), stream);
-    stream.wait();
-  } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("jaxcnn oneDNN batch norm: ") + e.what());
-  }
-  return ffi::Error::Success();
-}
-
 // y = (x - mean) / sqrt(var + epsilon) * scale + shift, with the batch's mean and (biased)
 // variance over batch, height and width, which it also returns.
 ffi::Error BatchNormForward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale,
@@ -233,7 +224,8 @@ ffi::Error BatchNormForward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale
                             ffi::ResultBuffer<ffi::F32> mean, ffi::ResultBuffer<ffi::F32> var,
                             float epsilon) {
   if (auto e = CheckNormalisation(x.dimensions(), scale.dimensions()); e.failure()) return e;
-  return RunNormalisation(x.dimensions(), epsilon, [&](Normalisation& p, dnnl::stream& stream) {
+  return Locked("batch norm", [&](dnnl::stream& stream) {
+    Normalisation& p = NormalisationFor(x.dimensions(), epsilon);
     auto on = [&](const memory::desc& d, float* data) { return memory(d, Engine(), data); };
     p.forward.execute(stream, {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
                                {DNNL_ARG_SCALE, on(p.channels, scale.typed_data())},
@@ -252,7 +244,8 @@ ffi::Error BatchNormBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                              ffi::ResultBuffer<ffi::F32> dscale,
                              ffi::ResultBuffer<ffi::F32> dshift, float epsilon) {
   if (auto e = CheckNormalisation(x.dimensions(), scale.dimensions()); e.failure()) return e;
-  return RunNormalisation(x.dimensions(), epsilon, [&](Normalisation& p, dnnl::stream& stream) {
+  return Locked("batch norm", [&](dnnl::stream& stream) {
+    Normalisation& p = NormalisationFor(x.dimensions(), epsilon);
     auto on = [&](const memory::desc& d, float* data) { return memory(d, Engine(), data); };
     p.backward.execute(stream, {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
                                 {DNNL_ARG_DIFF_DST, on(p.data, dy.typed_data())},
