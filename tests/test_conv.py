@@ -20,6 +20,7 @@ CASES = [
     (3, 2, 16, 24, 3, 1, ((1, 1), (1, 1))),  # tiny map: im2col forward (VGG on CIFAR)
     (3, 1, 16, 24, 3, 1, "SAME"),
     (3, 11, 3, 8, 11, 4, ((2, 2), (2, 2))),  # AlexNet stem
+    (2, 10, 4, 8, 3, 1, ((1, -1), (0, 1))),  # negative padding (a crop): lax's own
 ]
 # Several chunks of the kernel gradient (WEIGHT_GRADIENT_ROWS output positions each).
 SEVERAL_CHUNKS = [

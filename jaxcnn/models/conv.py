@@ -307,17 +307,19 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   They apply to dense (ungrouped, undilated) NHWC x HWIO convolutions on the CPU backend;
   everything else, and every other backend, is lax.conv_general_dilated itself.
   """
+  if isinstance(padding, str) and lhs.ndim == 4 and rhs.ndim == 4:
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  # Negative padding (lax's crop) is left to lax: the formulations pad, never crop.
   applies = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers) and feature_group_count == 1
              and _unit(lhs_dilation) and _unit(rhs_dilation) and not kwargs
-             and lhs.dtype == rhs.dtype)
+             and lhs.dtype == rhs.dtype and not isinstance(padding, str)
+             and all(int(edge) >= 0 for pair in padding for edge in pair))
   mode = _mode() if applies else "xla"
   if mode == "xla":
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         precision=precision, **kwargs)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   strides = tuple(int(s) for s in window_strides)
   # oneDNN's binding is float32 only, and GSPMD cannot partition a custom call (it would
