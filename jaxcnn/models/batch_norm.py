@@ -2,11 +2,12 @@
 
 Flax's formulation reaches XLA's CPU backend as two reductions for the statistics and three
 to five elementwise loops each way, every one a pass over the activations; oneDNN's batch
-norm makes two passes each way (onednn.cc): ResNet-20's step 188 -> 173 ms (one A/B run). `BatchNorm` has nn.BatchNorm's fields, variables and values;
-it takes oneDNN's passes where jaxcnn.models.conv takes oneDNN's convolutions (float32 on
-the CPU, not traced for GSPMD), for the usual case: training statistics of an NHWC batch
-over its batch, height and width, with scale and bias, without a mask or synchronisation
-across devices (`axis_name`). Everything else is nn.BatchNorm itself.
+norm makes two passes each way (onednn.cc): ResNet-20's step 188 -> 173 ms (one A/B run).
+`BatchNorm` has nn.BatchNorm's fields, variables and values; it takes oneDNN's passes where
+jaxcnn.models.conv takes oneDNN's convolutions (float32 on the CPU, not traced for GSPMD),
+for the usual case: training statistics of an NHWC batch over its batch, height and width,
+with scale and bias, without a mask or synchronisation across devices (`axis_name`).
+Everything else is nn.BatchNorm itself.
 """
 import functools
 
