@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,18 +70,11 @@ def _step_flops(parallel, state, batch) -> float:
   convolutions (JAXCNN_CONV=xla): oneDNN's custom calls are opaque to its cost analysis."""
   from jaxcnn.train import steps as steps_lib
 
-  chosen = os.environ.get("JAXCNN_CONV")
-  os.environ["JAXCNN_CONV"] = "xla"
-  try:
+  with mock.patch.dict(os.environ, JAXCNN_CONV="xla"):
     # A new function object: jit's trace cache would otherwise hand back the timed step's
     # trace, which was traced with the chosen convolutions.
     fresh_step = functools.partial(steps_lib.train_step)
     lowered = parallel.compile_train_step(fresh_step).lower(state, batch)
-  finally:
-    if chosen is None:
-      del os.environ["JAXCNN_CONV"]
-    else:
-      os.environ["JAXCNN_CONV"] = chosen
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float((cost or {}).get("flops", 0.0))

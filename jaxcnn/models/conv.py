@@ -326,7 +326,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   # gather the whole batch onto every device).
   # Maps of at most four positions keep the matrix products (im2col, chunks): oneDNN's
   # passes take 2.5-3x as long there (VGG's 512 channels over 2x2: 26 against 10 ms each).
-  if (mode == "onednn" and lhs.dtype == jnp.float32 and onednn_applies()
+  if (mode == "onednn" and lhs.dtype == jnp.float32 and not _TRACED_FOR_GSPMD.get()
       and _output_positions(lhs.shape, rhs.shape, strides, padding) > SMALL_MAP_POSITIONS):
     return _onednn_conv(lhs, rhs, strides, padding)
   return _cpu_conv(lhs, rhs, strides, padding, precision)
