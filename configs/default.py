@@ -76,6 +76,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.profile_steps = 0  # trace this many steps with jax.profiler (TensorBoard); 0: off
   c.profile_first_step = 10  # counted from the run's (or resume's) first step
   c.parallelism = "jit"  # jit (Mesh + NamedSharding) | pmap
+  # Training steps per call of the compiled step (lax.scan over a group of batches), as
+  # Keras' steps_per_execution: the host's per-call work is paid once per group. Worth it
+  # where a step takes a few milliseconds (LeNet); 1: a call per step.
+  c.steps_per_dispatch = 1
   c.sync_batch_norm = True  # False: per-replica batch statistics, as the papers
   # Checkpoints and logs.
   c.checkpoint_every_epochs = 1

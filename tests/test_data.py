@@ -63,3 +63,16 @@ def test_host_shards_are_disjoint_and_form_the_global_batch():
   parts = [next(pipeline.train_batches(split, process_index=p, process_count=4, **kw))["label"]
            for p in range(4)]
   np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_groups_of_batches_are_the_batches_grouped_from_each_epochs_start():
+  split = _split(1000)  # 15 steps per epoch at 64
+  kw = dict(global_batch_size=64, seed=3, preprocess=TO_FLOAT)
+  singles = pipeline.train_batches(split, start_step=0, **kw)
+  want = [next(singles)["label"] for _ in range(45)]
+  for start, sizes in [(0, [4, 4, 4, 3] * 3),
+                       (6, [2, 4, 3] + [4, 4, 4, 3] * 2)]:  # resumed mid-group
+    groups = pipeline.train_batches(split, start_step=start, group_size=4, **kw)
+    got = [next(groups)["label"] for _ in sizes]
+    assert [len(g) for g in got] == sizes
+    np.testing.assert_array_equal(np.concatenate(got), np.stack(want[start:]))

@@ -102,6 +102,32 @@ def test_per_replica_batch_norm_paths_agree_with_each_other_not_with_one_device(
   assert abs(lj[-1] - l1[-1]) > 1e-3  # 4-example statistics are not 32-example ones
 
 
+def _train_grouped(parallel, batches, group_size):
+  """As _train, with `group_size` steps per call (steps.scanned); returns the state and the
+  running metrics."""
+  model = _model(parallel.bn_axis_name)
+  state = parallel.put_state(create_train_state(model, optax.sgd(LEARNING_RATE, momentum=0.9),
+                                                (32, 32, 3), seed=0))
+  metrics = parallel.put_state(steps.Metrics.empty())
+  step = parallel.compile_train_step(steps.scanned(steps.accumulating(steps.train_step)),
+                                     running_metrics=True, grouped=True)
+  for i in range(0, len(batches), group_size):
+    group = {k: np.stack([b[k] for b in batches[i:i + group_size]]) for k in batches[0]}
+    state, metrics = step(state, metrics, parallel.put_batch(group, grouped=True))
+  return state, parallel.metrics(metrics)
+
+
+@pytest.mark.parametrize("name", ["jit1", "jit8_replica", "pmap8_sync"])
+def test_several_steps_per_call_compute_what_one_call_per_step_does(runs, name):
+  p, state, losses = runs[name]
+  with optimized_compiles():
+    grouped, metrics = _train_grouped(p, _batches(), group_size=5)
+  _assert_close(_params(p, grouped), _params(p, state), tol=1e-5)
+  # The running metrics count every step's examples; their loss is the steps' mean loss.
+  assert int(metrics.accuracy.count) == 10 * BATCH
+  np.testing.assert_allclose(float(metrics.loss.compute()), np.mean(losses), rtol=1e-5)
+
+
 @pytest.mark.parametrize("first,second", [("pmap", "jit"), ("jit", "pmap")])
 @optimized_compiles()
 def test_checkpoint_crosses_between_paths(tmp_path, first, second):

@@ -146,3 +146,32 @@ def test_short_real_run_learns_and_resumes_exactly(tmp_path):
   # ... and ends exactly where an uninterrupted 200-step run does.
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   assert resumed == pytest.approx(straight, rel=0, abs=0)
+
+
+@needs_fashion_mnist
+@optimized_compiles()
+def test_several_steps_per_call_train_exactly_as_one_call_per_step(tmp_path):
+  config = lenet_fashion_mnist.get_config()
+  config.num_train_steps = 30
+  config.log_every_steps = 7  # inside groups of 8: logged at the end of the call
+  config.checkpoint_every_steps = 12  # inside a group: that group is one call per step
+  config.progress_every_secs = 1e9
+  results, rows = {}, {}
+  for group_size in (1, 8):
+    config.steps_per_dispatch = group_size
+    workdir = str(tmp_path / str(group_size))
+    results[group_size] = loop.train_and_evaluate(config, workdir)
+    rows[group_size] = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_sec")}
+                        for r in _read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+    assert checkpoint.Checkpointer(os.path.join(workdir, "checkpoints")).manager.all_steps() \
+        == [12, 24, 30]
+  assert rows[8][0]["num_examples"] == 30 * 256
+  assert rows[8] == rows[1]
+  assert results[8] == pytest.approx(results[1], rel=0, abs=0)
+
+
+def test_steps_per_dispatch_must_be_a_positive_whole_number():
+  config = lenet_fashion_mnist.get_config()
+  config.steps_per_dispatch = 0
+  with pytest.raises(loop.UserError, match="steps_per_dispatch=0"):
+    loop.prepare(config)

@@ -56,6 +56,11 @@ def _options() -> tf.data.Options:
   # Parallel over elements only: a multi-threaded op would spin threads that the training
   # step needs (on a CPU host that also trains, 8% fewer steps/s without this).
   options.threading.max_intra_op_parallelism = 1
+  # No autotuning: AUTOTUNE parallelism then means one call per core. The autotuner's
+  # optimisation thread made deleting an exhausted iterator (every epoch's end) block the
+  # training loop for 2-4 s in 3 of 16 epochs while the step kept the cores busy (LeNet,
+  # 2 cores); without it, under 11 ms in all.
+  options.autotune.enabled = False
   return options
 
 
@@ -102,10 +107,10 @@ def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: 
 
 
 def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
-          local: int) -> Iterator[Batch]:
-  """Yields ds's batches; a file that cannot be decoded stops it with its name (UserError)."""
+          examples_per_element: int) -> Iterator[Batch]:
+  """Yields ds's elements; a file that cannot be decoded stops it with its name (UserError)."""
   it = ds.with_options(_options()).as_numpy_iterator()
-  done = 0
+  done = 0  # examples read
   while True:
     try:
       batch = next(it)
@@ -115,18 +120,35 @@ def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
       # tf's error does not say which file. The order is deterministic, so the culprit is in
       # the batch being made (fused map-and-batch may run a little ahead): decode those files.
       if isinstance(split.images, sources.EncodedImages) and indices is not None:
-        found = split.images.first_unreadable(indices[done * local:(done + 4) * local])
+        found = split.images.first_unreadable(
+            indices[done:done + 4 * examples_per_element])
         if found:
           raise UserError(found) from None
       raise
-    done += 1
+    done += batch["label"].size
     yield batch
+
+
+def _grouped(ds: tf.data.Dataset, group_size: int, offset: int) -> tf.data.Dataset:
+  """Groups of `group_size` consecutive batches (a leading axis), aligned to the epoch's first
+  step: a run resumed `offset` steps into the epoch starts with the rest of its group, and
+  the epoch's last group may be short."""
+  if group_size == 1:
+    return ds
+  head = -offset % group_size
+  grouped = ds.skip(head).batch(group_size)
+  return ds.take(head).batch(head).concatenate(grouped) if head else grouped
 
 
 def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step: int,
                   preprocess: Callable, process_index: int = 0, process_count: int = 1,
-                  prefetch: int = 2) -> Iterator[Batch]:
-  """Endless iterator of this host's share of the global batches, from `start_step` on."""
+                  prefetch: int = 2, group_size: int = 1) -> Iterator[Batch]:
+  """Endless iterator of this host's share of the global batches, from `start_step` on.
+
+  With `group_size` > 1 each element holds up to that many consecutive batches along a new
+  leading axis (see `_grouped`), for a compiled step that runs several steps per call; the
+  host then handles one element per group.
+  """
   if global_batch_size % process_count:
     raise ValueError("The global batch must divide over the processes.")
   local = global_batch_size // process_count
@@ -136,7 +158,7 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
                     f"{split.num_examples} training examples.")
   if isinstance(split.images, sources.TfdsStream):
     yield from _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
-                                     process_index, process_count, prefetch)
+                                     process_index, process_count, prefetch, group_size)
     return
   epoch, offset = divmod(start_step, steps_per_epoch)
   while True:
@@ -147,8 +169,9 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
     mine = grid.reshape(-1)
     indices = order[mine]
     ds = _preprocessed_batches(split, indices, _example_seeds(seed, epoch, mine), preprocess,
-                               local, drop_remainder=True).prefetch(prefetch)
-    yield from _read(ds, split, indices, local)
+                               local, drop_remainder=True)
+    ds = _grouped(ds, group_size, offset).prefetch(prefetch)
+    yield from _read(ds, split, indices, local * group_size)
     epoch, offset = epoch + 1, 0
 
 
@@ -166,7 +189,7 @@ def _decode_and_preprocess(stream: sources.TfdsStream, preprocess, seed_of):
 
 
 def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
-                          process_index, process_count, prefetch):
+                          process_index, process_count, prefetch, group_size):
   stream = split.images
   local = global_batch_size // process_count
   steps_per_epoch = split.num_examples // global_batch_size
@@ -182,8 +205,8 @@ def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess
     seed_of = lambda p: tf.stack([tf.constant(epoch_seed, tf.int64), p])  # noqa: E731
     ds = ds.map(_decode_and_preprocess(stream, preprocess, seed_of),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(local, drop_remainder=True).prefetch(prefetch)
-    yield from _read(ds, split, None, local)
+    ds = _grouped(ds.batch(local, drop_remainder=True), group_size, offset).prefetch(prefetch)
+    yield from _read(ds, split, None, local * group_size)
     epoch, offset = epoch + 1, 0
 
 

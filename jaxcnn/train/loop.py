@@ -1,6 +1,7 @@
 """train_and_evaluate: the whole training loop in one place."""
 import dataclasses
 import functools
+import itertools
 import os
 import time
 
@@ -55,6 +56,7 @@ class Run:
   image_shape: tuple[int, ...]
   model: object
   tx: object
+  steps_per_dispatch: int
 
   @property
   def identity(self) -> dict:
@@ -71,6 +73,12 @@ class Run:
 
 def prepare(config: ml_collections.ConfigDict) -> Run:
   """Checks the config against the devices and the data; everything a person can fix fails here."""
+  steps_per_dispatch = config.get("steps_per_dispatch", 1)
+  if not isinstance(steps_per_dispatch, int) or steps_per_dispatch < 1:
+    raise UserError(f"config.steps_per_dispatch={steps_per_dispatch!r} must be a whole number "
+                    f"of steps, 1 or more.")
+  if config.get("profile_steps", 0):
+    steps_per_dispatch = 1  # a profile traces single steps
   parallel = parallel_lib.create(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
@@ -92,7 +100,7 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
   model = create_model(config, parallel)
   tx = optim.create_optimizer(config, steps_per_epoch, total_steps)
   return Run(config, parallel, train_split, test_split, steps_per_epoch, total_steps, train_fn,
-             image_shape, model, tx)
+             image_shape, model, tx, steps_per_dispatch)
 
 
 def create_model(config, parallel):
@@ -145,33 +153,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state, copied = pretrained.initialize_from(state, config.init_from, config.init_from_layers)
     _print(f"Initialised {', '.join(copied)} from {config.init_from}.")
   state = parallel.put_state(state)
+  # Summed on the devices by the step itself (steps.accumulating); read at logging intervals.
+  train_metrics = parallel.put_state(train_metrics)
   start_step = int(parallel.host_state(state.step))
 
-  batches = pipeline.train_batches(
+  group_size = run.steps_per_dispatch
+  host_batches = pipeline.train_batches(
       run.train_split, global_batch_size=config.batch_size, seed=config.seed,
       start_step=start_step, preprocess=run.train_preprocess,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  # Host-to-device copies of the next batches overlap the current step.
-  batches = pipeline.prefetch_to_device(batches, parallel.put_batch)
-  first_batch = next(batches)
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      group_size=group_size)
+  first = next(host_batches)
+  example = {k: v[0] for k, v in first.items()} if group_size > 1 else first
+  calls = _dispatch_plan(itertools.chain([first], host_batches), start_step, group_size,
+                         functools.partial(_ends_a_call, run))
+  # Host-to-device copies of the next calls' batches overlap the current step.
+  calls = pipeline.prefetch_to_device(
+      calls, lambda call: (call[0], parallel.put_batch(call[1], grouped=call[0] > 1)))
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
                  ema_decay=config.ema_decay)
   t0 = time.time()
-  p_train_step = parallel.compile_train_step(functools.partial(steps.train_step, **step_kw))
-  compiled = p_train_step.lower(state, first_batch).compile()
+  one_step = steps.accumulating(functools.partial(steps.train_step, **step_kw))
+  p_train_step = parallel.compile_train_step(one_step, running_metrics=True)
+  compiled = p_train_step.lower(state, train_metrics, parallel.put_batch(example)).compile()
+  p_train_steps = None  # several steps per call
+  if group_size > 1:
+    p_train_steps = parallel.compile_train_step(steps.scanned(one_step), running_metrics=True,
+                                                grouped=True)
+    zeros = {k: np.zeros((group_size, *v.shape), v.dtype) for k, v in example.items()}
+    compiled_steps = p_train_steps.lower(state, train_metrics,
+                                         parallel.put_batch(zeros, grouped=True)).compile()
   if parallel.name == "jit":
-    # The executable compiled for the cost analysis is the one the loop calls, so the step
-    # is compiled once. (A multi-process pmap executable expects global arrays: pmap keeps
-    # its own dispatch and compiles again on its first call.)
+    # The executables compiled here are the ones the loop calls, so each is compiled once.
+    # (A multi-process pmap executable expects global arrays: pmap keeps its own dispatch
+    # and compiles again on its first call.)
     p_train_step = compiled
+    if group_size > 1:
+      p_train_steps = compiled_steps
   _describe(run, parallel.host_state(state).params, compiled, time.time() - t0)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   def save(step: int, epoch: int, metrics=None, **extra):
     record = {**run.record(epoch, step), "plateau": plateau.state(), **extra}
     ckpt.save(step, parallel.checkpointable(state), record,
-              train_metrics=parallel_lib.replicate_on_mesh(parallel.host_state(train_metrics),
-                                                           parallel.replicated),
+              train_metrics=parallel_lib.replicate_on_mesh(
+                  parallel.host_state(parallel.metrics(train_metrics)), parallel.replicated),
               metrics=metrics)
 
   log = RunLog(workdir)
@@ -188,30 +214,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         first_profile=start_step + config.profile_first_step, every_secs=None))
 
   test_summary = {}
-  epoch_start = time.time()
+  step = start_step
   with PreemptionWatch() as preemption:
-    for step in range(start_step + 1, run.total_steps + 1):
-      if bar.bar is None and (step == start_step + 1 or (step - 1) % run.steps_per_epoch == 0):
-        epoch_first = (step - 1) // run.steps_per_epoch * run.steps_per_epoch
-        bar.start(epoch_first // run.steps_per_epoch + 1, step - 1 - epoch_first,
+    while step < run.total_steps:
+      num_steps, batch = next(calls)
+      if step == start_step or step % run.steps_per_epoch == 0:
+        # An epoch's training time runs from here to its last step's end: the evaluation,
+        # checkpoint and plots between epochs are not training.
+        epoch_start, steps_before = time.time(), step
+        epoch_first = step // run.steps_per_epoch * run.steps_per_epoch
+        bar.start(epoch_first // run.steps_per_epoch + 1, step - epoch_first,
                   min(run.steps_per_epoch, run.total_steps - epoch_first))
-      batch = first_batch if step == start_step + 1 else next(batches)
-      state, m = p_train_step(state, batch)
-      train_metrics = train_metrics.merge(parallel.metrics(m))
+      train_fn = p_train_steps if num_steps > 1 else p_train_step
+      state, train_metrics = train_fn(state, train_metrics, batch)
+      first_step, step = step + 1, step + num_steps
       for hook in hooks:
-        hook(step)
+        for hooked_step in range(first_step, step + 1):
+          hook(hooked_step)
       epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
       end_of_epoch = step_in_epoch == 0 or step == run.total_steps
       loss = None
-      if end_of_epoch or step % config.log_every_steps == 0:
-        _check_finite(train_metrics, config)  # the only host-device sync between epochs
-        loss = float(train_metrics.loss.compute())
+      every = config.log_every_steps  # at the end of each call that reached a multiple of it
+      if end_of_epoch or step // every > (first_step - 1) // every:
+        # The only host-device sync between epochs.
+        loss = float(_check_finite(parallel.metrics(train_metrics), config).loss.compute())
       bar.update(step - (step - 1) // run.steps_per_epoch * run.steps_per_epoch, loss)
       if end_of_epoch:
         bar.close()
         epoch = -(-step // run.steps_per_epoch)
-        train_summary = summarize(train_metrics)
+        train_summary = summarize(parallel.metrics(train_metrics))
         train_time = time.time() - epoch_start
+        train_summary["seconds"] = train_time
+        train_summary["images_per_sec"] = (step - steps_before) * config.batch_size / train_time
         test_summary = evaluate(p_eval_step, parallel, state, run.test_split, config)
         epoch_time = time.time() - epoch_start
         log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
@@ -223,7 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                f"train acc {train_summary['accuracy']:.3f}, "
                f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
                f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
-        train_metrics, epoch_start = steps.Metrics.empty(), time.time()
+        train_metrics = parallel.put_state(steps.Metrics.empty())
         reduce, stop = plateau.update(test_summary["accuracy"])
         if reduce:
           host = parallel.host_state(state)
@@ -243,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         save(step, epoch)
       if preemption.should_stop(step):
         if not end_of_epoch:
-          _check_finite(train_metrics, config)
+          _check_finite(parallel.metrics(train_metrics), config)
           save(step, epoch)
         ckpt.wait()
         raise Preempted(step)
@@ -261,6 +295,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _print(f"Nothing to do: the checkpoint in {workdir} is already at step {start_step} "
            f"of {run.total_steps}.")
   return test_summary
+
+
+def _ends_a_call(run: Run, step: int) -> bool:
+  """Whether the loop acts on the host after `step`, so a call of the compiled step must end
+  there: the end of an epoch or of the run, a checkpoint. (Logging waits for the call's end.)"""
+  every = run.config.checkpoint_every_steps
+  return (step % run.steps_per_epoch == 0 or step == run.total_steps
+          or bool(every and step % every == 0))
+
+
+def _dispatch_plan(host_batches, start_step: int, group_size: int, ends_a_call):
+  """(steps, host batch) per call of the compiled step, from `train_batches(group_size=...)`.
+
+  A whole group is one call of the grouped step unless a step before its last must end a
+  call (see _ends_a_call); such a group, or a short one, is one call per batch.
+  """
+  step = start_step
+  for group in host_batches:
+    if group_size == 1:
+      yield 1, group
+      step += 1
+      continue
+    n = len(group["label"])
+    if n == group_size and not any(ends_a_call(s) for s in range(step + 1, step + n)):
+      yield n, group
+    else:
+      for i in range(n):
+        yield 1, {k: v[i] for k, v in group.items()}
+    step += n
 
 
 def _describe(run: Run, params, compiled_step, compile_secs: float) -> None:
@@ -287,7 +350,9 @@ def _describe(run: Run, params, compiled_step, compile_secs: float) -> None:
   print("Config:\n" + str(run.config), flush=True)
 
 
-def _check_finite(train_metrics, config) -> None:
+def _check_finite(train_metrics, config):
+  """`train_metrics` (one copy, see parallel.metrics), after raising NonFiniteLoss if a step
+  was not finite and config.skip_nonfinite_steps is off."""
   bad = train_metrics.nonfinite_steps
   count = int(bad.count)
   if count and not config.skip_nonfinite_steps:
@@ -298,3 +363,4 @@ def _check_finite(train_metrics, config) -> None:
   if count:
     logging.warning("%d step(s) with a non-finite loss were skipped so far this epoch "
                     "(the first at step %d).", count, int(bad.first_step))
+  return train_metrics

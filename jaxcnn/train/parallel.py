@@ -56,6 +56,7 @@ class _Parallel:
     self.devices = list(devices or jax.devices())
     self.mesh = Mesh(np.array(self.devices), (DATA_AXIS,))
     self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    self.group_sharding = NamedSharding(self.mesh, P(None, DATA_AXIS))  # [steps, batch, ...]
     self.replicated = NamedSharding(self.mesh, P())
 
   @property
@@ -76,6 +77,25 @@ class _Parallel:
 
   def checkpointable(self, state):
     """The state as globally replicated arrays on the Mesh (the checkpoint layout)."""
+    raise NotImplementedError
+
+  def compile_train_step(self, step_fn, running_metrics: bool = False, grouped: bool = False):
+    """`step_fn(state, batch) -> (state, metrics)` compiled for the devices, the state donated.
+
+    With `running_metrics`, `step_fn` is in `steps.accumulating`'s form, `(state,
+    running_metrics, batch) -> (state, running_metrics)`, and the running metrics (put on the
+    devices with `put_state`) are donated too. With `grouped` its batch is a group of batches
+    (`steps.scanned`), put on the devices with `put_batch(..., grouped=True)`.
+    """
+    raise NotImplementedError
+
+  def put_batch(self, local_batch, grouped: bool = False):
+    """This process's share of a global batch (or with `grouped`, of a [steps, batch, ...]
+    group of them) -> the step's input on the devices."""
+    raise NotImplementedError
+
+  def metrics(self, step_metrics):
+    """One host-readable copy of the metrics a compiled step returned."""
     raise NotImplementedError
 
   def abstract_checkpoint(self, host_state):
@@ -103,19 +123,24 @@ class JitParallel(_Parallel):
     self.per_replica = per_replica_batch_norm
     self.axis_name = DATA_AXIS if per_replica_batch_norm else None
 
-  def _shard_mapped(self, fn, out_specs):
+  def _shard_mapped(self, fn, out_specs, num_replicated_args=1, batch_spec=P(DATA_AXIS)):
     # The outputs are replicated by construction (pmean, all_gather), which shard_map's
     # replication check cannot see through clu's gather-and-reduce of the metrics.
     return jax.shard_map(functools.partial(fn, axis_name=DATA_AXIS), mesh=self.mesh,
-                         in_specs=(P(), P(DATA_AXIS)), out_specs=out_specs, check_vma=False)
+                         in_specs=(P(),) * num_replicated_args + (batch_spec,),
+                         out_specs=out_specs, check_vma=False)
 
-  def compile_train_step(self, step_fn):
+  def compile_train_step(self, step_fn, running_metrics: bool = False, grouped: bool = False):
+    carried = 2 if running_metrics else 1
+    batch_sharding = self.group_sharding if grouped else self.batch_sharding
     if self.per_replica:
-      step_fn = self._shard_mapped(step_fn, out_specs=(P(), P()))
+      step_fn = self._shard_mapped(step_fn, out_specs=(P(), P()), num_replicated_args=carried,
+                                   batch_spec=batch_sharding.spec)
     elif self.num_devices > 1:
       step_fn = _traced_for_gspmd(step_fn)
-    return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
-                   out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+    return jax.jit(step_fn, in_shardings=(self.replicated,) * carried + (batch_sharding,),
+                   out_shardings=(self.replicated, self.replicated),
+                   donate_argnums=tuple(range(carried)))
 
   def compile_eval_step(self, step_fn):
     if self.per_replica:
@@ -129,10 +154,11 @@ class JitParallel(_Parallel):
       return state
     return replicate_on_mesh(self.host_state(state), self.replicated)
 
-  def put_batch(self, local_batch):
-    """This process's share of a global batch -> one global array sharded on `data`."""
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
+  def put_batch(self, local_batch, grouped: bool = False):
+    """This process's share -> one global array sharded on `data` (the batch axis)."""
+    sharding = self.group_sharding if grouped else self.batch_sharding
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
+                        local_batch)
 
   def metrics(self, step_metrics):
     return step_metrics
@@ -158,9 +184,11 @@ class PmapParallel(_Parallel):
     # naming the local ones would make the collectives local.
     return self.local_devices if jax.process_count() == 1 else None
 
-  def compile_train_step(self, step_fn):
+  def compile_train_step(self, step_fn, running_metrics: bool = False, grouped: bool = False):
+    del grouped  # put_batch gives each device its [steps, batch, ...] share
     return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
-                    devices=self._pmap_devices, donate_argnums=(0,))
+                    devices=self._pmap_devices,
+                    donate_argnums=(0, 1) if running_metrics else (0,))
 
   def compile_eval_step(self, step_fn):
     return jax.pmap(functools.partial(step_fn, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
@@ -182,13 +210,19 @@ class PmapParallel(_Parallel):
         lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n, *np.shape(x))), sharding),
         host)
 
-  def put_batch(self, local_batch):
-    """This process's share -> [local devices, per-device batch, ...], one slice per device."""
+  def put_batch(self, local_batch, grouped: bool = False):
+    """This process's share -> [local devices, per-device batch, ...], one slice per device
+    (grouped: [local devices, steps, per-device batch, ...])."""
     n = len(self.local_devices)
     sharding = NamedSharding(self.local_mesh, P(PMAP_AXIS))
-    return jax.tree.map(
-        lambda x: jax.device_put(x.reshape(n, x.shape[0] // n, *x.shape[1:]), sharding),
-        local_batch)
+
+    def per_device(x):
+      if grouped:
+        steps, batch = x.shape[:2]
+        return np.swapaxes(x.reshape(steps, n, batch // n, *x.shape[2:]), 0, 1)
+      return x.reshape(n, x.shape[0] // n, *x.shape[1:])
+
+    return jax.tree.map(lambda x: jax.device_put(per_device(x), sharding), local_batch)
 
   def metrics(self, step_metrics):
     """Metrics are reduced over all devices inside the step: take the first replica's copy."""

@@ -129,6 +129,39 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                              nonfinite_step=nonfinite_step)
 
 
+def accumulating(step_fn):
+  """`step_fn(state, batch) -> (state, metrics)` as `(state, running_metrics, batch) ->
+  (state, running_metrics merged with the batch's)`.
+
+  The running metrics then stay on the device and are merged inside the compiled step:
+  merging them on the host, op by op, cost about 1 ms of CPU per step (six eager array
+  operations), which took 7% from LeNet's 15 ms steps on a 2-core CPU.
+  """
+  def step(state, running_metrics, batch, **kwargs):
+    new_state, metrics = step_fn(state, batch, **kwargs)
+    return new_state, running_metrics.merge(metrics)
+
+  return step
+
+
+def scanned(step_fn):
+  """`steps.accumulating`'s step as `(state, running_metrics, batches)`, running one step per
+  batch along the leading axis of `batches` (lax.scan) in one call.
+
+  The host's work per call (about 0.5 ms of CPU to dispatch LeNet's step, plus fetching and
+  copying the batch) is then paid once per group: on a CPU, where the host shares the cores
+  with the step, that is a tenth of LeNet's step time per step. The steps compute exactly what
+  one call per step does.
+  """
+  def steps(state, running_metrics, batches, **kwargs):
+    def one(carry, batch):
+      return step_fn(*carry, batch, **kwargs), None
+
+    return jax.lax.scan(one, (state, running_metrics), batches)[0]
+
+  return steps
+
+
 def _metrics(cls, axis_name: str | None, **outputs):
   if axis_name is None:
     return cls.single_from_model_output(**outputs)
