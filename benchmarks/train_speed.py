@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py [--networks=lenet5,resnet20] [--steps=20] [--rounds=3]
         [--torch_python=/path/to/torch-venv/bin/python] [--half_precision] [--out=FILE.jsonl]
+        [--steps_per_dispatch=8]   # several steps per call, as config.steps_per_dispatch
     python benchmarks/train_speed.py --end_to_end [--rounds=5]   # a real run against the step
 
 Per network: compile time, training images/s (median of --steps steps after warm-up, with
@@ -44,6 +45,8 @@ _TORCH = flags.DEFINE_string("torch_python", os.environ.get("JAXCNN_TORCH_PYTHON
                              "Python of an environment with PyTorch, for the comparison.")
 _HALF = flags.DEFINE_bool("half_precision", False, "bfloat16 computation, float32 parameters.")
 _OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
+_STEPS_PER_DISPATCH = flags.DEFINE_integer(
+    "steps_per_dispatch", 1, "Training steps per call of the compiled step (lax.scan).")
 _END_TO_END = flags.DEFINE_bool("end_to_end", False,
                                 "Compare a real run's training speed with the step alone.")
 
@@ -83,9 +86,12 @@ def _step_flops(parallel, state, batch) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
-def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=None) -> dict:
+def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=None,
+            steps_per_dispatch: int = 1) -> dict:
   """The network's figures; `between_rounds()` (the PyTorch reference) runs after each round
-  of `steps` training steps, and its results come back as the row's "rounds"."""
+  of `steps` training calls, and its results come back as the row's "rounds". With
+  `steps_per_dispatch` each call runs that many steps (steps.scanned, as
+  config.steps_per_dispatch does in training) and the images/s count them all."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -110,7 +116,15 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
   eval_batch = parallel.put_batch({**data, "mask": np.ones(batch, bool)})
 
   t0 = time.perf_counter()
-  train = parallel.compile_train_step(steps_lib.train_step).lower(state, train_batch).compile()
+  if steps_per_dispatch == 1:
+    train = parallel.compile_train_step(steps_lib.train_step).lower(state, train_batch).compile()
+  else:
+    metrics = parallel.put_state(steps_lib.Metrics.empty())
+    group = parallel.put_batch({k: np.stack([v] * steps_per_dispatch) for k, v in data.items()},
+                               grouped=True)
+    train = parallel.compile_train_step(
+        steps_lib.scanned(steps_lib.accumulating(steps_lib.train_step)), running_metrics=True,
+        grouped=True).lower(state, metrics, group).compile()
   compile_secs = time.perf_counter() - t0
   evaluate = parallel.compile_eval_step(steps_lib.eval_step).lower(state, eval_batch).compile()
   flops = _step_flops(parallel, state, train_batch)
@@ -118,28 +132,34 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
   holder = {"state": state}
 
   def one_train_step():
-    holder["state"], m = train(holder["state"], train_batch)
-    return m
+    if steps_per_dispatch == 1:
+      holder["state"], m = train(holder["state"], train_batch)
+      return m
+    holder["state"], holder["metrics"] = train(holder["state"], holder.get("metrics", metrics),
+                                               group)
+    return holder["metrics"]
 
+  per_call = batch * steps_per_dispatch  # images trained per timed call
   _timed(one_train_step, 3)  # warm-up
   train_times, per_round = [], []
   for _ in range(rounds):
     times = _timed(one_train_step, steps)
     train_times += times
-    per_round.append({"train_img_s": round(batch / statistics.median(times), 1)})
+    per_round.append({"train_img_s": round(per_call / statistics.median(times), 1)})
     if between_rounds is not None:
       per_round[-1].update(between_rounds())
   eval_times = _timed(lambda: evaluate(holder["state"], eval_batch), max(steps // 2, 5))
   median = statistics.median(train_times)
   return {
       "network": key, "model": name, "batch": batch, "dtype": "bfloat16" if half else "float32",
+      **({"steps_per_dispatch": steps_per_dispatch} if steps_per_dispatch > 1 else {}),
       "compile_s": round(compile_secs, 2),
-      "train_img_s": round(batch / median, 1),
-      "train_img_s_min": round(batch / max(train_times), 1),
-      "train_img_s_max": round(batch / min(train_times), 1),
+      "train_img_s": round(per_call / median, 1),
+      "train_img_s_min": round(per_call / max(train_times), 1),
+      "train_img_s_max": round(per_call / min(train_times), 1),
       "eval_img_s": round(batch / statistics.median(eval_times), 1),
       "gflops_per_step": round(flops / 1e9, 3),
-      "gflop_s": round(flops / median / 1e9, 1),
+      "gflop_s": round(flops * steps_per_dispatch / median / 1e9, 1),
       **({"rounds": per_round} if between_rounds is not None else {}),
   }
 
@@ -274,7 +294,8 @@ def main(argv):
   else:
     for key in _NETWORKS.value or list(NETWORKS):
       between = (lambda key=key: torch_reference(key, _STEPS.value)) if _TORCH.value else None
-      row = {**machine, **measure(key, _STEPS.value, _HALF.value, max(_ROUNDS.value, 1), between)}
+      row = {**machine, **measure(key, _STEPS.value, _HALF.value, max(_ROUNDS.value, 1), between,
+                                  _STEPS_PER_DISPATCH.value)}
       rows.append(compare_with_torch(row))
       print(json.dumps(row), flush=True)
   if _OUT.value:
