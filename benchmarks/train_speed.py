@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -71,21 +70,6 @@ def _timed(fn, steps: int) -> list[float]:
   return times
 
 
-def _step_flops(parallel, state, batch) -> float:
-  """XLA's count of a training step's FLOPs, taken from the step traced with XLA's own
-  convolutions (JAXCNN_CONV=xla): oneDNN's custom calls are opaque to its cost analysis."""
-  from jaxcnn.train import steps as steps_lib
-
-  with mock.patch.dict(os.environ, JAXCNN_CONV="xla"):
-    # A new function object: jit's trace cache would otherwise hand back the timed step's
-    # trace, which was traced with the chosen convolutions.
-    fresh_step = functools.partial(steps_lib.train_step)
-    lowered = parallel.compile_train_step(fresh_step).lower(state, batch)
-  cost = lowered.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", 0.0))
-
-
 def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=None,
             steps_per_dispatch: int = 1) -> dict:
   """The network's figures; `between_rounds()` (the PyTorch reference) runs after each round
@@ -98,6 +82,7 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
   import optax
   from jaxcnn import models
   from jaxcnn.train import steps as steps_lib
+  from jaxcnn.train import parallel as parallel_lib
   from jaxcnn.train.parallel import JitParallel
   from jaxcnn.train.state import create_train_state
 
@@ -127,7 +112,8 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
         grouped=True).lower(state, metrics, group).compile()
   compile_secs = time.perf_counter() - t0
   evaluate = parallel.compile_eval_step(steps_lib.eval_step).lower(state, eval_batch).compile()
-  flops = _step_flops(parallel, state, train_batch)
+  flops = parallel_lib.step_flops(parallel, functools.partial(steps_lib.train_step), state,
+                                 train_batch)
 
   holder = {"state": state}
 

@@ -190,7 +190,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     p_train_step = compiled
     if group_size > 1:
       p_train_steps = compiled_steps
-  _describe(run, parallel.host_state(state).params, compiled, time.time() - t0)
+  compile_secs = time.time() - t0
+  flops = parallel_lib.step_flops(parallel, functools.partial(steps.train_step, **step_kw),
+                                  state, parallel.put_batch(example))
+  _describe(run, parallel.host_state(state).params, flops, compile_secs)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   def save(step: int, epoch: int, metrics=None, **extra):
@@ -326,7 +329,7 @@ def _dispatch_plan(host_batches, start_step: int, group_size: int, ends_a_call):
     step += n
 
 
-def _describe(run: Run, params, compiled_step, compile_secs: float) -> None:
+def _describe(run: Run, params, step_flops: float, compile_secs: float) -> None:
   """What a researcher wants to see before the first step."""
   if jax.process_index() != 0:
     return
@@ -338,14 +341,13 @@ def _describe(run: Run, params, compiled_step, compile_secs: float) -> None:
         f"{run.config.batch_size // len(devices)} examples per device.", flush=True)
   print(f"Model {run.config.model}, input {run.image_shape}:", flush=True)
   print(parameter_overview.get_parameter_overview(params, include_stats=False), flush=True)
-  cost = compiled_step.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float((cost or {}).get("flops", 0.0))
-  programs = len(devices) if p.name == "pmap" or p.axis_name or len(devices) > 1 else 1
-  if flops > 0:
-    print(f"Train step: {flops * programs / run.config.batch_size / 1e6:,.1f} MFLOPs per example "
-          f"(forward + backward, XLA cost analysis); compiled in {compile_secs:.1f} s.",
-          flush=True)
+  # Counted before partitioning: a per-device program under pmap and shard_map, the whole
+  # step under GSPMD.
+  programs = len(devices) if p.name == "pmap" or p.axis_name else 1
+  if step_flops > 0:
+    mflops = step_flops * programs / run.config.batch_size / 1e6
+    print(f"Train step: {mflops:,.1f} MFLOPs per example (forward + backward, XLA cost "
+          f"analysis); compiled in {compile_secs:.1f} s.", flush=True)
   print(f"{run.steps_per_epoch} steps per epoch, {run.total_steps} steps in all.", flush=True)
   print("Config:\n" + str(run.config), flush=True)
 
