@@ -217,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         first_profile=start_step + config.profile_first_step, every_secs=None))
 
   test_summary = {}
-  step = start_step
+  step, calls_made = start_step, 0
   with PreemptionWatch() as preemption:
     while step < run.total_steps:
       num_steps, batch = next(calls)
@@ -231,6 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       train_fn = p_train_steps if num_steps > 1 else p_train_step
       state, train_metrics = train_fn(state, train_metrics, batch)
       first_step, step = step + 1, step + num_steps
+      calls_made += 1
       for hook in hooks:
         for hooked_step in range(first_step, step + 1):
           hook(hooked_step)
@@ -278,7 +279,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           break
       elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
         save(step, epoch)
-      if preemption.should_stop(step):
+      # Counted in calls: the processes' sync point is one more than the furthest, which
+      # a step count that moves by steps_per_dispatch could skip. (Every process makes the
+      # same calls.)
+      if preemption.should_stop(calls_made):
         if not end_of_epoch:
           _check_finite(parallel.metrics(train_metrics), config)
           save(step, epoch)

@@ -43,7 +43,8 @@ class PreemptionWatch:
     del frame
     self.signalled = signal.Signals(signum).name
 
-  def should_stop(self, step: int) -> bool:
+  def should_stop(self, calls_made: int) -> bool:
+    """Called after each call of the training step, with their count (1, 2, 3, ...)."""
     if jax.process_count() > 1:
-      return multihost_utils.reached_preemption_sync_point(step)
+      return multihost_utils.reached_preemption_sync_point(calls_made)
     return self.signalled is not None
