@@ -191,9 +191,10 @@ def end_to_end(rounds: int = 1) -> dict:
 
   Each round trains two epochs in a fresh workdir and takes the second epoch's training
   images/s from its metrics.jsonl (the first includes one-off warm-up: the pipeline's start,
-  oneDNN's primitives); then an epoch's worth of steps of the step alone, one call per step
-  (the figure the table above reports), and, where the config runs several steps per call
-  (config.steps_per_dispatch), of those same calls on a group of batches in memory.
+  oneDNN's primitives); then an epoch's worth of the step alone, one call per step (as the
+  table measures it, here with the running metrics summed in the step as the loop does),
+  and, where the config runs several steps per call (config.steps_per_dispatch), of those
+  same calls on a group of batches in memory.
   """
   import contextlib
   import io
