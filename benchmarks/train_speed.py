@@ -70,6 +70,20 @@ def _timed(fn, steps: int) -> list[float]:
   return times
 
 
+def _grouped_step(parallel, state, metrics, host_batch, steps_per_dispatch: int):
+  """(the compiled steps.scanned step, a group of `host_batch` repeated, on the devices): what
+  the loop calls with config.steps_per_dispatch, fed from memory."""
+  import numpy as np
+  from jaxcnn.train import steps as steps_lib
+
+  group = parallel.put_batch({k: np.stack([v] * steps_per_dispatch)
+                              for k, v in host_batch.items()}, grouped=True)
+  step = parallel.compile_train_step(
+      steps_lib.scanned(steps_lib.accumulating(steps_lib.train_step)), running_metrics=True,
+      grouped=True)
+  return step.lower(state, metrics, group).compile(), group
+
+
 def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=None,
             steps_per_dispatch: int = 1) -> dict:
   """The network's figures; `between_rounds()` (the PyTorch reference) runs after each round
@@ -105,11 +119,7 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
     train = parallel.compile_train_step(steps_lib.train_step).lower(state, train_batch).compile()
   else:
     metrics = parallel.put_state(steps_lib.Metrics.empty())
-    group = parallel.put_batch({k: np.stack([v] * steps_per_dispatch) for k, v in data.items()},
-                               grouped=True)
-    train = parallel.compile_train_step(
-        steps_lib.scanned(steps_lib.accumulating(steps_lib.train_step)), running_metrics=True,
-        grouped=True).lower(state, metrics, group).compile()
+    train, group = _grouped_step(parallel, state, metrics, data, steps_per_dispatch)
   compile_secs = time.perf_counter() - t0
   evaluate = parallel.compile_eval_step(steps_lib.eval_step).lower(state, eval_batch).compile()
   flops = parallel_lib.step_flops(parallel, functools.partial(steps_lib.train_step), state,
@@ -200,7 +210,6 @@ def end_to_end(rounds: int = 1) -> dict:
   import io
   import tempfile
   import jax
-  import numpy as np
   from configs import lenet_fashion_mnist
   from jaxcnn import report
   from jaxcnn.data import pipeline
@@ -221,11 +230,7 @@ def end_to_end(rounds: int = 1) -> dict:
   calls = {1: (parallel.compile_train_step(one_step, running_metrics=True)
                .lower(state, metrics, batch).compile(), batch)}
   if group > 1:
-    batches = parallel.put_batch({k: np.stack([v] * group) for k, v in host_batch.items()},
-                                 grouped=True)
-    calls[group] = (parallel.compile_train_step(steps_lib.scanned(one_step), running_metrics=True,
-                                                grouped=True)
-                    .lower(state, metrics, batches).compile(), batches)
+    calls[group] = _grouped_step(parallel, state, metrics, host_batch, group)
   holder = {"state": state, "metrics": metrics}
 
   def in_memory_rate(steps_per_call: int) -> float:

@@ -173,26 +173,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
                  ema_decay=config.ema_decay)
   t0 = time.time()
+  example_batch = parallel.put_batch(example)
+
+  def compile_for_loop(step_fn, batch, grouped=False):
+    p_step = parallel.compile_train_step(step_fn, running_metrics=True, grouped=grouped)
+    compiled = p_step.lower(state, train_metrics, batch).compile()
+    # Under jit the executable compiled here is the one the loop calls, so it is compiled
+    # once. (A multi-process pmap executable expects global arrays: pmap keeps its own
+    # dispatch and compiles again on its first call.)
+    return compiled if parallel.name == "jit" else p_step
+
   one_step = steps.accumulating(functools.partial(steps.train_step, **step_kw))
-  p_train_step = parallel.compile_train_step(one_step, running_metrics=True)
-  compiled = p_train_step.lower(state, train_metrics, parallel.put_batch(example)).compile()
+  p_train_step = compile_for_loop(one_step, example_batch)
   p_train_steps = None  # several steps per call
   if group_size > 1:
-    p_train_steps = parallel.compile_train_step(steps.scanned(one_step), running_metrics=True,
-                                                grouped=True)
     zeros = {k: np.zeros((group_size, *v.shape), v.dtype) for k, v in example.items()}
-    compiled_steps = p_train_steps.lower(state, train_metrics,
-                                         parallel.put_batch(zeros, grouped=True)).compile()
-  if parallel.name == "jit":
-    # The executables compiled here are the ones the loop calls, so each is compiled once.
-    # (A multi-process pmap executable expects global arrays: pmap keeps its own dispatch
-    # and compiles again on its first call.)
-    p_train_step = compiled
-    if group_size > 1:
-      p_train_steps = compiled_steps
+    p_train_steps = compile_for_loop(steps.scanned(one_step),
+                                     parallel.put_batch(zeros, grouped=True), grouped=True)
   compile_secs = time.time() - t0
   flops = parallel_lib.step_flops(parallel, functools.partial(steps.train_step, **step_kw),
-                                  state, parallel.put_batch(example))
+                                  state, example_batch)
   _describe(run, parallel.host_state(state).params, flops, compile_secs)
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
