@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
 # Two workers, a test file each at a time (XLA's CPU compiler is mostly single-threaded).
-exec .venv/bin/python -m pytest -q -n "${JAXCNN_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
+# A crashed worker ends the run at once, naming its test: xdist 3.8 replaces it and can then
+# wait forever for the crashed file (pytest-dev/pytest-xdist#1323).
+exec .venv/bin/python -m pytest -q -n "${JAXCNN_TEST_WORKERS:-2}" --dist loadfile \
+  --max-worker-restart=0 --durations=25 "$@"

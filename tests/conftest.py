@@ -54,6 +54,8 @@ def optimized_compiles():
 widen_cpu_thread_pool()  # 8 devices' collectives on 2 cores deadlock without it
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import faulthandler  # noqa: E402
+
 import pytest  # noqa: E402
 
 from jaxcnn.data import sources  # noqa: E402
@@ -83,3 +85,18 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "slow" in item.keywords:
       item.add_marker(skip)
+
+
+# pytest-timeout (pyproject.toml) fails a test after its limit with a signal, which Python
+# sees only between bytecodes: a test stuck in native code (an XLA collective, a lock in a
+# custom call) would never see it. faulthandler's watchdog is a C thread: past this limit
+# it prints every thread's stack and ends the worker, and the run fails naming the test
+# (scripts/test.sh: --max-worker-restart=0).
+HARD_LIMIT_SECONDS = 900
+
+
+@pytest.fixture(autouse=True)
+def _hard_time_limit():
+  faulthandler.dump_traceback_later(HARD_LIMIT_SECONDS, exit=True)
+  yield
+  faulthandler.cancel_dump_traceback_later()

@@ -1,4 +1,8 @@
 """jaxcnn.models.conv: the CPU formulations compute what XLA's convolution computes, and are used."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,3 +183,19 @@ def test_binding_builds_into_an_empty_cache_once(monkeypatch, tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no partial file left
   modified = built.stat().st_mtime_ns
   assert onednn._build() == built and built.stat().st_mtime_ns == modified  # not rebuilt
+
+
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
+def test_alexnet_convolutions_match_xla_on_every_thread():
+  """The recipe's AlexNet convolutions (224x224, training and evaluation batches) through the
+  binding, each pass run on the thread that created its primitive and on two others, equal
+  XLA's. A child process, so that a fault fails here with its signal: primitives created on
+  one thread once ran on another thread's oneDNN scratchpad and wrote out of bounds."""
+  tests = os.path.dirname(os.path.abspath(__file__))
+  result = subprocess.run(
+      [sys.executable, os.path.join(tests, "onednn_across_threads.py"), "alexnet", "224", "2", "3"],
+      capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, PYTHONPATH=os.path.dirname(tests)))
+  how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit {result.returncode}"
+  assert result.returncode == 0, f"{how}:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+  assert "5 convolutions" in result.stdout and "0 mismatches" in result.stdout

@@ -13,11 +13,19 @@
 // Activations stay in XLA's row-major NHWC buffers (oneDNN's nhwc); the kernel is reordered
 // from HWIO into the blocked layout oneDNN picks for each pass, every call, as PyTorch does
 // when training. Primitives are created once per shape and kept.
+//
+// Every primitive runs on a scratchpad this file owns (scratchpad_mode::user). oneDNN's own
+// (library mode) scratchpad of its im2col + GEMM convolutions is a thread-local buffer sized
+// for the primitives created on that thread, and XLA calls a handler from whichever of its
+// threads runs the step: a primitive created on one thread and executed on another wrote its
+// im2col columns into the other thread's buffer, smaller or none (segmentation faults on
+// AlexNet's 11x11 stem wherever oneDNN has no direct kernel for it).
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -54,6 +62,34 @@ std::mutex& Lock() {
   return *mutex;
 }
 
+// The primitive attributes of every primitive here: a scratchpad passed at execution.
+const dnnl::primitive_attr& Attributes() {
+  static dnnl::primitive_attr* attr = [] {
+    auto* a = new dnnl::primitive_attr;
+    a->set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }();
+  return *attr;
+}
+
+// Runs a primitive with its arguments and the scratchpad its descriptor asks for: one buffer,
+// grown to the largest request so far and shared by all primitives, since Lock() makes the
+// calls serial. Called with Lock() held.
+void Execute(const dnnl::primitive& primitive, const memory::desc& scratchpad,
+             dnnl::stream& stream, std::unordered_map<int, memory> args) {
+  static auto* buffer = new memory;  // empty until a primitive asks for a scratchpad
+  const size_t bytes = scratchpad.get_size();
+  if (bytes > 0) {
+    if (!*buffer || buffer->get_desc().get_size() < bytes) {
+      *buffer = memory(memory::desc({static_cast<memory::dim>(bytes)}, memory::data_type::u8,
+                                    memory::format_tag::a),
+                       Engine());
+    }
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpad, Engine(), buffer->get_data_handle()));
+  }
+  primitive.execute(stream, args);
+}
+
 // Called with Lock() held.
 Passes& PassesFor(const Shape& s) {
   static auto* cache = new std::map<Shape, std::unique_ptr<Passes>>;
@@ -72,13 +108,15 @@ Passes& PassesFor(const Shape& s) {
   const auto direct = dnnl::algorithm::convolution_direct;
   p->forward_pd = dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training, direct, p->src, any_weights, p->dst,
-      strides, pad_l, pad_r);
+      strides, pad_l, pad_r, Attributes());
   p->forward = dnnl::convolution_forward(p->forward_pd);
   p->input_gradient_pd = dnnl::convolution_backward_data::primitive_desc(
-      Engine(), direct, p->src, any_weights, p->dst, strides, pad_l, pad_r, p->forward_pd);
+      Engine(), direct, p->src, any_weights, p->dst, strides, pad_l, pad_r, p->forward_pd,
+      Attributes());
   p->input_gradient = dnnl::convolution_backward_data(p->input_gradient_pd);
   p->kernel_gradient_pd = dnnl::convolution_backward_weights::primitive_desc(
-      Engine(), direct, p->src, any_weights, p->dst, strides, pad_l, pad_r, p->forward_pd);
+      Engine(), direct, p->src, any_weights, p->dst, strides, pad_l, pad_r, p->forward_pd,
+      Attributes());
   p->kernel_gradient = dnnl::convolution_backward_weights(p->kernel_gradient_pd);
   Passes& passes = *p;
   cache->emplace(s, std::move(p));
@@ -99,13 +137,20 @@ ffi::Error Check(ffi::Span<const int64_t> input, ffi::Span<const int64_t> kernel
   return ffi::Error::Success();
 }
 
+// Copies `from` into `to`, another layout of the same tensor.
+void Reorder(const memory& from, const memory& to, dnnl::stream& stream) {
+  const dnnl::reorder::primitive_desc pd(from, to, Attributes());
+  Execute(dnnl::reorder(pd), pd.scratchpad_desc(), stream,
+          {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
+
 // The kernel in the layout a pass wants: XLA's HWIO buffer itself, or a reordered copy.
 memory KernelFor(const memory::desc& wanted, const memory::desc& hwio, float* data,
                  dnnl::stream& stream) {
   memory given(hwio, Engine(), data);
   if (wanted == hwio) return given;
   memory reordered(wanted, Engine());
-  dnnl::reorder(given, reordered).execute(stream, given, reordered);
+  Reorder(given, reordered, stream);
   return reordered;
 }
 
@@ -132,9 +177,10 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
   return Locked("convolution", [&](dnnl::stream& stream) {
     Passes& p = PassesFor(shape);
     memory k = KernelFor(p.forward_pd.weights_desc(), p.weights, kernel.typed_data(), stream);
-    p.forward.execute(stream, {{DNNL_ARG_SRC, memory(p.src, Engine(), x.typed_data())},
-                               {DNNL_ARG_WEIGHTS, k},
-                               {DNNL_ARG_DST, memory(p.dst, Engine(), y->typed_data())}});
+    Execute(p.forward, p.forward_pd.scratchpad_desc(), stream,
+            {{DNNL_ARG_SRC, memory(p.src, Engine(), x.typed_data())},
+             {DNNL_ARG_WEIGHTS, k},
+             {DNNL_ARG_DST, memory(p.dst, Engine(), y->typed_data())}});
   });
 }
 
@@ -149,10 +195,10 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> kernel,
     Passes& p = PassesFor(shape);
     memory k = KernelFor(p.input_gradient_pd.weights_desc(), p.weights, kernel.typed_data(),
                          stream);
-    p.input_gradient.execute(
-        stream, {{DNNL_ARG_DIFF_DST, memory(p.dst, Engine(), g.typed_data())},
-                 {DNNL_ARG_WEIGHTS, k},
-                 {DNNL_ARG_DIFF_SRC, memory(p.src, Engine(), dx->typed_data())}});
+    Execute(p.input_gradient, p.input_gradient_pd.scratchpad_desc(), stream,
+            {{DNNL_ARG_DIFF_DST, memory(p.dst, Engine(), g.typed_data())},
+             {DNNL_ARG_WEIGHTS, k},
+             {DNNL_ARG_DIFF_SRC, memory(p.src, Engine(), dx->typed_data())}});
   });
 }
 
@@ -168,11 +214,11 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
     memory hwio(p.weights, Engine(), dkernel->typed_data());
     const memory::desc& produced = p.kernel_gradient_pd.diff_weights_desc();
     memory out = produced == p.weights ? hwio : memory(produced, Engine());
-    p.kernel_gradient.execute(stream,
-                              {{DNNL_ARG_SRC, memory(p.src, Engine(), x.typed_data())},
-                               {DNNL_ARG_DIFF_DST, memory(p.dst, Engine(), g.typed_data())},
-                               {DNNL_ARG_DIFF_WEIGHTS, out}});
-    if (produced != p.weights) dnnl::reorder(out, hwio).execute(stream, out, hwio);
+    Execute(p.kernel_gradient, p.kernel_gradient_pd.scratchpad_desc(), stream,
+            {{DNNL_ARG_SRC, memory(p.src, Engine(), x.typed_data())},
+             {DNNL_ARG_DIFF_DST, memory(p.dst, Engine(), g.typed_data())},
+             {DNNL_ARG_DIFF_WEIGHTS, out}});
+    if (produced != p.weights) Reorder(out, hwio, stream);
   });
 }
 
@@ -198,11 +244,12 @@ Normalisation& NormalisationFor(ffi::Span<const int64_t> dims, float epsilon) {
   p->channels = memory::desc({dims[3]}, f32, memory::format_tag::a);
   const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
   p->forward_pd = dnnl::batch_normalization_forward::primitive_desc(
-      Engine(), dnnl::prop_kind::forward_training, p->data, p->data, epsilon, flags);
+      Engine(), dnnl::prop_kind::forward_training, p->data, p->data, epsilon, flags,
+      Attributes());
   p->forward = dnnl::batch_normalization_forward(p->forward_pd);
   p->backward_pd = dnnl::batch_normalization_backward::primitive_desc(
       Engine(), dnnl::prop_kind::backward, p->data, p->data, p->data, epsilon, flags,
-      p->forward_pd);
+      p->forward_pd, Attributes());
   p->backward = dnnl::batch_normalization_backward(p->backward_pd);
   Normalisation& normalisation = *p;
   cache->emplace(std::make_pair(shape, epsilon), std::move(p));
@@ -227,12 +274,13 @@ ffi::Error BatchNormForward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> scale
   return Locked("batch norm", [&](dnnl::stream& stream) {
     Normalisation& p = NormalisationFor(x.dimensions(), epsilon);
     auto on = [&](const memory::desc& d, float* data) { return memory(d, Engine(), data); };
-    p.forward.execute(stream, {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
-                               {DNNL_ARG_SCALE, on(p.channels, scale.typed_data())},
-                               {DNNL_ARG_SHIFT, on(p.channels, shift.typed_data())},
-                               {DNNL_ARG_DST, on(p.data, y->typed_data())},
-                               {DNNL_ARG_MEAN, on(p.channels, mean->typed_data())},
-                               {DNNL_ARG_VARIANCE, on(p.channels, var->typed_data())}});
+    Execute(p.forward, p.forward_pd.scratchpad_desc(), stream,
+            {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
+             {DNNL_ARG_SCALE, on(p.channels, scale.typed_data())},
+             {DNNL_ARG_SHIFT, on(p.channels, shift.typed_data())},
+             {DNNL_ARG_DST, on(p.data, y->typed_data())},
+             {DNNL_ARG_MEAN, on(p.channels, mean->typed_data())},
+             {DNNL_ARG_VARIANCE, on(p.channels, var->typed_data())}});
   });
 }
 
@@ -247,14 +295,15 @@ ffi::Error BatchNormBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
   return Locked("batch norm", [&](dnnl::stream& stream) {
     Normalisation& p = NormalisationFor(x.dimensions(), epsilon);
     auto on = [&](const memory::desc& d, float* data) { return memory(d, Engine(), data); };
-    p.backward.execute(stream, {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
-                                {DNNL_ARG_DIFF_DST, on(p.data, dy.typed_data())},
-                                {DNNL_ARG_MEAN, on(p.channels, mean.typed_data())},
-                                {DNNL_ARG_VARIANCE, on(p.channels, var.typed_data())},
-                                {DNNL_ARG_SCALE, on(p.channels, scale.typed_data())},
-                                {DNNL_ARG_DIFF_SRC, on(p.data, dx->typed_data())},
-                                {DNNL_ARG_DIFF_SCALE, on(p.channels, dscale->typed_data())},
-                                {DNNL_ARG_DIFF_SHIFT, on(p.channels, dshift->typed_data())}});
+    Execute(p.backward, p.backward_pd.scratchpad_desc(), stream,
+            {{DNNL_ARG_SRC, on(p.data, x.typed_data())},
+             {DNNL_ARG_DIFF_DST, on(p.data, dy.typed_data())},
+             {DNNL_ARG_MEAN, on(p.channels, mean.typed_data())},
+             {DNNL_ARG_VARIANCE, on(p.channels, var.typed_data())},
+             {DNNL_ARG_SCALE, on(p.channels, scale.typed_data())},
+             {DNNL_ARG_DIFF_SRC, on(p.data, dx->typed_data())},
+             {DNNL_ARG_DIFF_SCALE, on(p.channels, dscale->typed_data())},
+             {DNNL_ARG_DIFF_SHIFT, on(p.channels, dshift->typed_data())}});
   });
 }
 
