@@ -45,6 +45,35 @@ def test_train_step_lowers_loss_on_a_fixed_batch():
   assert losses[-1] < 0.25 * losses[0]
 
 
+def _all_finite(tree):
+  return all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("rollback", [False, True])
+def test_nonfinite_steps_change_nothing_and_overflowing_updates_count_as_nonfinite(rollback):
+  step = jax.jit(functools.partial(steps.train_step, rollback_nonfinite=rollback))
+  state = _lenet_state()
+  poisoned = _batch()
+  poisoned["image"][0, 0, 0, 0] = np.nan  # a NaN loss and gradients
+  new, metrics = step(state, poisoned)
+  assert int(metrics.nonfinite_steps.count) == 1 and int(metrics.nonfinite_steps.first_step) == 1
+  assert int(new.step) == 1
+  for a, b in zip(jax.tree.leaves((new.params, new.opt_state)),
+                  jax.tree.leaves((state.params, state.opt_state))):
+    np.testing.assert_array_equal(a, b)
+  # Finite gradients, an update that overflows: counted as non-finite; undone only when the
+  # run goes on past such steps (rollback_nonfinite, config.skip_nonfinite_steps).
+  overflowing = _lenet_state(tx=optax.chain(optax.scale(1e30), optax.scale(1e30)))
+  new, metrics = step(overflowing, _batch())
+  assert int(metrics.nonfinite_steps.count) == 1
+  assert _all_finite(new.params) == rollback
+  if rollback:
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(overflowing.params)):
+      np.testing.assert_array_equal(a, b)
+  _, metrics = step(state, _batch())
+  assert int(metrics.nonfinite_steps.count) == 0
+
+
 def test_eval_counts_every_example_once_with_an_uneven_batch():
   # 10,000 examples, global eval batch 296 (8 devices x 37): 34 batches, the last padded.
   rng = np.random.default_rng(0)

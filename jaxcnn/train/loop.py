@@ -171,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   calls = pipeline.prefetch_to_device(
       calls, lambda call: (call[0], parallel.put_batch(call[1], grouped=call[0] > 1)))
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
-                 ema_decay=config.ema_decay)
+                 ema_decay=config.ema_decay, rollback_nonfinite=config.skip_nonfinite_steps)
   t0 = time.time()
   example_batch = parallel.put_batch(example)
 
@@ -197,6 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   p_eval_step = parallel.compile_eval_step(steps.eval_step)
 
   def save(step: int, epoch: int, metrics=None, **extra):
+    # Never a state after a non-finite step (the step undoes only what skip_nonfinite_steps
+    # needs undone): raises NonFiniteLoss first.
+    _check_finite(parallel.metrics(train_metrics), config)
     record = {**run.record(epoch, step), "plateau": plateau.state(), **extra}
     ckpt.save(step, parallel.checkpointable(state), record,
               train_metrics=parallel_lib.replicate_on_mesh(
@@ -284,7 +287,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       # same calls.)
       if preemption.should_stop(calls_made):
         if not end_of_epoch:
-          _check_finite(parallel.metrics(train_metrics), config)
           save(step, epoch)
         ckpt.wait()
         raise Preempted(step)

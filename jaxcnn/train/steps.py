@@ -74,9 +74,17 @@ def split_outputs(outputs) -> tuple[jax.Array, tuple[jax.Array, ...]]:
   return outputs, ()
 
 
+def _all_finite(tree) -> jax.Array:
+  """Whether every value in `tree` is finite. (Not the norm's finiteness: a finite tree's
+  squares can overflow, and XLA would keep the squares of the gradients for Adam's second
+  moment, a copy of them in the step's memory.)"""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                label_smoothing: float = 0.0,
                aux_loss_weight: float = 0.3, ema_decay: float = 0.0,
+               rollback_nonfinite: bool = False,
                axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One optimisation step on `batch`; returns the new state and the batch's metrics.
 
@@ -84,6 +92,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   head's (GoogLeNet's 0.3); the reported loss and accuracy are the main head's.
   With `axis_name` (pmap, shard_map) `batch` is this replica's share: gradients, running
   batch-norm statistics and metrics are averaged or gathered over the replicas.
+  With `rollback_nonfinite` a step whose update overflowed is undone as well (see below).
   """
   dropout_key = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:  # a different dropout mask on every replica
@@ -108,19 +117,32 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     batch_stats = jax.lax.pmean(batch_stats, axis_name)  # see parallel.py: linear in the EMA
+
+  def all_replicas(ok):
+    return ok if axis_name is None else jax.lax.pmin(ok.astype(jnp.int32), axis_name).astype(bool)
+
+  def unless(ok, new_state):
+    return jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, unchanged)
+
+  # A step with a non-finite loss or gradient leaves the state as it was; the loop decides
+  # whether to stop (the default) or carry on (config.skip_nonfinite_steps). Decided before
+  # the update, the choice is elementwise inside it, so XLA still updates the donated state
+  # in place.
+  unchanged = state.replace(step=state.step + 1)
+  finite = all_replicas(jnp.isfinite(loss) & _all_finite(grads))
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if state.ema_params is not None:
     new_state = new_state.replace(ema_params=optax.incremental_update(
         new_state.params, state.ema_params, step_size=1.0 - ema_decay))
-  # A step with a non-finite loss or gradient leaves the state as it was; the loop decides
-  # whether to stop (the default) or carry on (config.skip_nonfinite_steps).
-  # The new parameters are checked too: a finite gradient can still overflow an update.
-  finite = (jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
-            & jnp.isfinite(optax.tree.norm(new_state.params)))
-  if axis_name is not None:
-    finite = jax.lax.pmin(finite.astype(jnp.int32), axis_name).astype(bool)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
-                           state.replace(step=state.step + 1))
+  new_state = unless(finite, new_state)
+  # Finite gradients can still overflow an update (a huge learning rate): the step counts as
+  # non-finite too. Undoing it (rollback_nonfinite, for a run that goes on past such steps)
+  # keeps the previous state beside the new one, twice the state's memory in the step; a run
+  # that stops at a non-finite step saves nothing after it, so it needs no undo.
+  updated_finite = all_replicas(_all_finite(new_state.params))
+  if rollback_nonfinite:
+    new_state = unless(updated_finite, new_state)
+  finite &= updated_finite
   nonfinite_step = jnp.where(finite, _NO_STEP, state.step + 1)
   # A skipped step's examples stay out of the loss and accuracy averages.
   mask = jnp.broadcast_to(finite, per_example.shape)
