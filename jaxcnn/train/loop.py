@@ -199,11 +199,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   def save(step: int, epoch: int, metrics=None, **extra):
     # Never a state after a non-finite step (the step undoes only what skip_nonfinite_steps
     # needs undone): raises NonFiniteLoss first.
-    _check_finite(parallel.metrics(train_metrics), config)
+    running = _check_finite(parallel.metrics(train_metrics), config)
     record = {**run.record(epoch, step), "plateau": plateau.state(), **extra}
     ckpt.save(step, parallel.checkpointable(state), record,
-              train_metrics=parallel_lib.replicate_on_mesh(
-                  parallel.host_state(parallel.metrics(train_metrics)), parallel.replicated),
+              train_metrics=parallel_lib.replicate_on_mesh(parallel.host_state(running),
+                                                           parallel.replicated),
               metrics=metrics)
 
   log = RunLog(workdir)

@@ -117,6 +117,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     batch_stats = jax.lax.pmean(batch_stats, axis_name)  # see parallel.py: linear in the EMA
+  unchanged = state.replace(step=state.step + 1)
 
   def all_replicas(ok):
     return ok if axis_name is None else jax.lax.pmin(ok.astype(jnp.int32), axis_name).astype(bool)
@@ -128,7 +129,6 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   # whether to stop (the default) or carry on (config.skip_nonfinite_steps). Decided before
   # the update, the choice is elementwise inside it, so XLA still updates the donated state
   # in place.
-  unchanged = state.replace(step=state.step + 1)
   finite = all_replicas(jnp.isfinite(loss) & _all_finite(grads))
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if state.ema_params is not None:
