@@ -1,4 +1,6 @@
-"""Runs one experiment: python launch.py --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE].
+"""Runs one experiment: python launch.py --config=configs/NAME.py [--workdir=DIR] [--config.FIELD=VALUE].
+
+Without --workdir the run's directory is runs/NAME (under the current directory).
 
 Exit codes: 0 done; 2 a mistake in the command, config or data (one sentence on stderr);
 75 preempted (SIGTERM/SIGINT; a checkpoint was written: rerun the same command);
@@ -28,7 +30,8 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again later
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics; "
+                                "default runs/NAME for --config=configs/NAME.py.")
 _FRESH = flags.DEFINE_bool("fresh", False, "Move the workdir's checkpoints aside and start over.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
                           "train (resuming if possible), or eval: evaluate a checkpoint.")
@@ -68,8 +71,8 @@ def _parse_flags(argv):
     _fail(f"unknown config field {field}{hint}; the fields are listed in configs/default.py")
   except (flags.Error, TypeError, ValueError) as e:
     _fail(f"{e}. See --help.".replace("..", "."))
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    _fail("--config=configs/NAME.py and --workdir=DIR are required")
+  if _CONFIG.value is None:
+    _fail("--config=configs/NAME.py is required")
   try:
     _CONFIG.value.get("model")  # config_flags defers a failed load to the first access
   except OSError as e:
@@ -87,20 +90,30 @@ def _init_distributed():
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value)
 
 
+def _workdir() -> str:
+  if _WORKDIR.value:
+    return _WORKDIR.value
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+  return os.path.join("runs", os.path.splitext(os.path.basename(config_file))[0])
+
+
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
   _init_distributed()
+  workdir = _workdir()
+  if not _WORKDIR.value and jax.process_index() == 0:
+    print(f"Workdir: {workdir} (no --workdir given).", flush=True)
   from jaxcnn.train import loop  # after flag parsing: jax and tf are slow to import
   try:
     if _MODE.value == "eval":
       from jaxcnn import evaluate
-      results = evaluate.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _STEP.value)
+      results = evaluate.evaluate_checkpoint(_CONFIG.value, workdir, _STEP.value)
       if jax.process_index() == 0:
         print(evaluate.format_results(results), flush=True)
     else:
-      loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
+      loop.train_and_evaluate(_CONFIG.value, workdir, fresh=_FRESH.value)
   except UserError as e:
     logging.flush()
     _fail(str(e))

@@ -213,14 +213,14 @@ def end_to_end(rounds: int = 1) -> dict:
   from configs import lenet_fashion_mnist
   from jaxcnn import report
   from jaxcnn.data import pipeline
-  from jaxcnn.train import loop, steps as steps_lib
+  from jaxcnn.train import loop, state as state_lib, steps as steps_lib
   config = lenet_fashion_mnist.get_config()
   config.num_epochs = 2
   config.progress_every_secs = 1e9
   run = loop.prepare(config)
   parallel = run.parallel
   group = run.steps_per_dispatch
-  state = parallel.put_state(loop.create_train_state(run.model, run.tx, run.image_shape, 0))
+  state = parallel.put_state(state_lib.initial_state(config, run.model, run.tx, run.image_shape))
   metrics = parallel.put_state(steps_lib.Metrics.empty())
   host_batch = next(pipeline.train_batches(
       run.train_split, global_batch_size=config.batch_size, seed=0, start_step=0,

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxcnn import models, report
+from jaxcnn import report
 from jaxcnn.data import pipeline, preprocess
 from jaxcnn.errors import UserError
-from jaxcnn.train import checkpoint, optim, steps
+from jaxcnn.train import checkpoint, steps
+from jaxcnn.train import state as state_lib
 from jaxcnn.train.parallel import JitParallel
-from jaxcnn.train.state import create_train_state
 
 
 def find_step(ckpt: checkpoint.Checkpointer, which: str) -> int:
@@ -37,15 +37,32 @@ def find_step(ckpt: checkpoint.Checkpointer, which: str) -> int:
   return step
 
 
+def trained_config(record: dict, workdir: str,
+                   config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config that wrote a checkpoint: its record's; for checkpoints whose record holds
+  none, the workdir's config.json, else `config`."""
+  saved = record.get("config")
+  path = os.path.join(workdir, "config.json")
+  if saved is None and os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+  return config if saved is None else ml_collections.ConfigDict(saved)
+
+
 def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which: str,
                           parallel: JitParallel):
-  """(state on the devices, record) of the chosen checkpoint of `workdir`."""
+  """(state on the devices, record) of the chosen checkpoint of `workdir`.
+
+  The state is built from the config that trained it (trained_config): its model options,
+  precision and EMA, whatever the evaluating config says about them. An EMA run is
+  evaluated with its averaged parameters (TrainState.eval_params).
+  """
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   step = find_step(ckpt, which)
   record = ckpt.read_record(step)
-  model = models.create(config.model, num_classes=config.num_classes, **config.model_options)
-  tx = optim.create_optimizer(config, 1, 1)  # only its state's structure is needed
-  template = create_train_state(model, tx, tuple(record["image_shape"]), config.seed)
+  trained = trained_config(record, workdir, config)
+  model, tx = state_lib.model_and_optimizer(trained)  # the schedule's length does not matter
+  template = state_lib.initial_state(trained, model, tx, record["image_shape"])
   state, _ = ckpt.restore(step, parallel.abstract_checkpoint(parallel.host_state(template)),
                           parallel.abstract_checkpoint(
                               parallel.host_state(steps.Metrics.empty())))
@@ -67,6 +84,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   run = loop.prepare(config)
   parallel = JitParallel()  # evaluation needs no per-replica statistics
   state, record = restore_for_inference(config, workdir, which, parallel)
+  theirs = {k: record.get(k) for k in run.identity}
+  if theirs != run.identity:
+    raise UserError(f"The checkpoint in {workdir} was trained on {theirs}, this config "
+                    f"evaluates {run.identity}: pass the config that trained it.")
   k = min(5, config.num_classes)
   step_fn = jax.jit(lambda s, b: top_k_step(s, b, k),
                     in_shardings=(parallel.replicated, parallel.batch_sharding),

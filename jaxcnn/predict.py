@@ -2,9 +2,10 @@
 
     python -m jaxcnn.predict --workdir=DIR [--step=best|latest|N] IMAGE...
 
-The run's saved config (DIR/config.json) gives the model and the preprocessing; each image
-is decoded with the dataset's number of channels, brought to the training input size when
-the preprocessing does not resize by itself, and preprocessed as at evaluation.
+The config that trained the checkpoint (saved with it) gives the model and the
+preprocessing; each image is decoded with the dataset's number of channels, brought to the
+training input size when the preprocessing does not resize by itself, and preprocessed as
+at evaluation.
 """
 import json
 import os
@@ -56,9 +57,9 @@ def predict(workdir: str, paths, step: str = "best", k: int = 5):
   import numpy as np
   from jaxcnn import evaluate
   from jaxcnn.train.parallel import JitParallel
-  config = load_config(workdir)
   parallel = JitParallel(jax.devices()[:1])
-  state, record = evaluate.restore_for_inference(config, workdir, step, parallel)
+  state, record = evaluate.restore_for_inference(load_config(workdir), workdir, step, parallel)
+  config = evaluate.trained_config(record, workdir, load_config(workdir))
   images = load_images(paths, record["image_shape"], config)
   logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
                           images, train=False)

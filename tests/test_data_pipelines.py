@@ -481,3 +481,21 @@ def test_prefetch_to_device_keeps_order_and_runs_ahead():
   out = pipeline.prefetch_to_device(iter(range(6)), lambda x: put.append(x) or x * 10, size=2)
   assert next(out) == 0 and put == [0, 1]  # the next one already on its way
   assert list(out) == [10, 20, 30, 40, 50]
+
+
+def test_offline_download_fails_in_seconds_naming_the_host_and_the_local_flags(tmp_path):
+  import socket
+  import time
+  try:  # this test is about a machine without internet
+    socket.create_connection(("www.cs.toronto.edu", 443), timeout=3).close()
+    pytest.skip("www.cs.toronto.edu is reachable from here")
+  except OSError:
+    pass
+  t0 = time.time()
+  with pytest.raises(UserError) as e:
+    sources.load("cifar10", "train", data_dir=str(tmp_path), download=True)
+  assert time.time() - t0 < 60  # tfds's own retries take minutes
+  message = str(e.value)
+  assert message.startswith(f"cifar10 was not found in {tmp_path} (offline, cannot reach "
+                            f"www.cs.toronto.edu: ")
+  assert "--config.dataset=imagefolder --config.data_dir=DIR" in message

@@ -136,3 +136,33 @@ def test_predict_on_cifar_jpegs_agrees_with_the_evaluation_path(tmp_path):
   assert [got[paths[i]][0] for i in chosen] == [CIFAR_CLASSES[want[i]] for i in chosen]
   assert all(len(top) == 5 and set(top) <= set(CIFAR_CLASSES) for top in got.values())
   assert len({want[i] for i in chosen}) > 1  # a network that tells classes apart
+
+
+@needs_fashion_mnist
+def test_eval_and_predict_of_an_ema_run_use_its_averaged_parameters(tmp_path):
+  """A LeNet trained with EMA, evaluated with a config that does not say so (the recipe as
+  shipped): the state is built as the run trained it and evaluated with the averages."""
+  config = lenet_fashion_mnist.get_config()
+  config.num_train_steps, config.ema_decay, config.eval_batch_size = 60, 0.9, 2000
+  workdir = str(tmp_path / "ema")
+  with optimized_compiles():
+    loop.train_and_evaluate(config, workdir)
+  results = evaluate.evaluate_checkpoint(lenet_fashion_mnist.get_config(), workdir, "latest")
+  logged = [r for r in report.read_metrics(workdir) if r["split"] == "test"][-1]
+  assert results["top1_accuracy"] == pytest.approx(logged["accuracy"], abs=1e-6)
+
+  parallel = evaluate.JitParallel(evaluate.jax.devices()[:1])
+  state, _ = evaluate.restore_for_inference(lenet_fashion_mnist.get_config(), workdir, "latest",
+                                            parallel)
+  assert state.ema_params is not None
+  test = sources.load("fashion_mnist", "test", download=False)
+  images = test.images[:64] / np.float32(255)
+  averaged = np.argmax(state.apply_fn({"params": state.ema_params}, images, train=False), -1)
+  latest = np.argmax(state.apply_fn({"params": state.params}, images, train=False), -1)
+  assert (averaged != latest).any()  # else this test could not tell them apart
+  paths = []
+  for i in range(64):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(test.images[i, ..., 0]).save(paths[-1])
+  predicted = [top[0][0] for _, top in predict.predict(workdir, paths, step="latest")]
+  assert predicted == [test.class_names[i] for i in averaged]

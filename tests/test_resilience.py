@@ -97,13 +97,13 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, unin
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
   workdir = str(tmp_path)
-  code, _, err = launcher.run(workdir, "--config.num_train_steps=10")
-  assert code == 0, err[-2000:]
+  # The learning rate jumps from 1 to 1e38 after step 10 (a checkpoint): step 11's Adam
+  # update leaves finite parameters of about 1e38; step 12's loss is infinite.
   code, out, err = launcher.run(workdir, "--config.num_train_steps=30",
-                                "--config.learning_rate=1e38", "--config.log_every_steps=5")
+                                "--config.checkpoint_every_steps=10", "--config.learning_rate=1",
+                                "--config.schedule=piecewise", "--config.lr_decay_steps=(10,)",
+                                "--config.lr_decay_factor=1e38", "--config.log_every_steps=5")
   assert code == 1
-  # Step 11's Adam update at 1e38 leaves finite parameters of about 1e38; step 12's loss
-  # is infinite.
   assert "non-finite at step 12;" in err and "last good checkpoint is kept" in err
   assert launcher.checkpoint_steps(workdir) == [10]
 
@@ -152,3 +152,53 @@ def test_workdir_of_another_model_is_refused_then_moved_aside_with_fresh(tmp_pat
   assert code == 0, err[-2000:]
   moved = [d for d in os.listdir(workdir) if d.startswith("checkpoints.replaced-")]
   assert len(moved) == 1 and os.listdir(os.path.join(workdir, moved[0])) == ["5"]
+
+
+def test_a_changed_config_is_refused_naming_each_field_and_no_checkpoint_moves(tmp_path):
+  workdir = str(tmp_path)
+  code, _, err = launcher.run(workdir, "--config.num_train_steps=5")
+  assert code == 0, err[-2000:]
+  assert "overriding" not in err  # Orbax's type-handler warning: the registry is our own
+  saved_config = open(os.path.join(workdir, "config.json")).read()
+
+  def assert_untouched():
+    assert launcher.checkpoint_steps(workdir) == [5]
+    assert not os.path.exists(os.path.join(workdir, "checkpoints.damaged"))
+    assert open(os.path.join(workdir, "config.json")).read() == saved_config
+
+  code, _, err = launcher.run(workdir, "--config.num_train_steps=10", "--config.optimizer=sgd",
+                              "--config.grad_clip_norm=1.0", "--config.half_precision=True")
+  assert code == 2 and "Traceback" not in err
+  message = err.strip().splitlines()[-1]
+  assert message.startswith("error: This config differs from the one that wrote the checkpoints")
+  for change in ("optimizer 'adam' -> 'sgd'", "grad_clip_norm 0.0 -> 1.0",
+                 "half_precision False -> True", "--fresh"):
+    assert change in message
+  assert "num_train_steps" not in message  # that one may change
+  assert_untouched()
+
+  code, _, err = launcher.run(workdir, "--config.data_dir=/no/such/dir")
+  assert code == 2 and "--config.data_dir='/no/such/dir' does not exist" in err
+  assert "Traceback" not in err
+  assert_untouched()
+
+  code, out, err = launcher.run(workdir, "--config.num_train_steps=8",
+                                "--config.checkpoint_every_steps=4")
+  assert code == 0, err[-2000:]
+  assert "Resuming from the checkpoint at step 5" in out
+  assert ("Resuming with changed settings: checkpoint_every_steps 0 -> 4, "
+          "num_train_steps 5 -> 8.") in out
+  assert launcher.checkpoint_steps(workdir) == [5, 8]
+
+
+def test_without_workdir_the_run_goes_to_runs_slash_the_config_name(tmp_path):
+  import subprocess
+  args = launcher.launch_args("unused", "--config.num_train_steps=2",
+                              config=os.path.join(launcher.ROOT, "configs/lenet_fashion_mnist.py"))
+  args = [a for a in args if not a.startswith("--workdir")]
+  p = subprocess.run(args, cwd=tmp_path, env=launcher.environment(), capture_output=True,
+                     text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  workdir = os.path.join("runs", "lenet_fashion_mnist")
+  assert p.stdout.splitlines()[0] == f"Workdir: {workdir} (no --workdir given)."
+  assert launcher.checkpoint_steps(str(tmp_path / workdir)) == [2]

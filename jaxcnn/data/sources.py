@@ -16,7 +16,9 @@ import dataclasses
 import gzip
 import os
 import re
+import socket
 import struct
+import urllib.parse
 
 import numpy as np
 from absl import logging
@@ -236,8 +238,9 @@ _TFDS = {
                       "run once with internet so tfds can download it, or point "
                       "--config.data_dir at the four *-ubyte.gz IDX files"),
     "cifar10": TfdsSpec({"train": "train", "test": "test"}, "arrays",
-                        "run once with internet so tfds can download it (offline, the JPEG "
-                        "copy works as --config.dataset=imagefolder)"),
+                        "run once with internet so tfds can download it, or read a copy as "
+                        "JPEG files with --config.dataset=imagefolder "
+                        "--config.data_dir=DIR (one folder per class)"),
     "cifar100": TfdsSpec({"train": "train", "test": "test"}, "arrays",
                          "run once with internet so tfds can download it"),
     "oxford_flowers102": TfdsSpec({"train": "train", "validation": "validation",
@@ -270,13 +273,35 @@ def _tfds_builder(name: str, data_dir: str | None, download: bool, manual: bool 
     return builder, ""
   if not download and not has_manual:
     return None, ""
+  if not has_manual and (unreachable := _unreachable_source(builder)):
+    return None, unreachable
   try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None)
   except Exception as e:  # offline, the source unreachable, manual files missing or damaged
     logging.warning("tfds could not prepare %s: %s", name, e)
-    return None, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None, "tfds: " + (str(e).strip().splitlines()[0] if str(e).strip()
+                             else type(e).__name__)
   return builder, ""
+
+
+def _unreachable_source(builder, timeout_secs: float = 5.0) -> str:
+  """Why tfds cannot download `builder`'s files ("" if some host answers or none is listed).
+
+  Written by hand: tfds retries an unreachable URL with back-off for minutes before it gives
+  up; a connection attempt to each host of the dataset's listed URLs answers in seconds.
+  """
+  hosts = {(u.hostname, u.port or (443 if u.scheme == "https" else 80))
+           for u in map(urllib.parse.urlparse, (builder.url_infos or {}))
+           if u.scheme in ("http", "https") and u.hostname}
+  reasons = []
+  for host, port in sorted(hosts):
+    try:
+      socket.create_connection((host, port), timeout=timeout_secs).close()
+      return ""
+    except OSError as e:
+      reasons.append(f"{host}: {e.strerror or e}")
+  return "offline, cannot reach " + "; ".join(reasons) if reasons else ""
 
 
 def _class_names(builder) -> tuple[str, ...]:
@@ -330,8 +355,9 @@ def _load_tfds(name: str):
     found = _tfds_split(name, spec.splits[split], data_dir, download, spec.kind, spec.manual)
     if not isinstance(found, Split):
       where = data_dir or "tfds's data directory"
-      why = f" (tfds: {found.rstrip('.')})" if found else ""
-      raise UserError(f"{name} was not found in {where}{why}: {spec.how_to_get}.")
+      why = f" ({found.rstrip('.')})" if found else ""
+      raise UserError(f"{name} was not found in {where}{why}: {spec.how_to_get}, or give "
+                      f"--config.data_dir=DIR where tfds has prepared it.")
     return found
 
   load_split.__doc__ = f"{name} through tensorflow-datasets."

@@ -3,7 +3,8 @@
 Kept: the latest `keep` checkpoints and the best one by test accuracy. Orbax writes each
 checkpoint into a temporary directory and renames it when complete, so a save interrupted at
 any moment never damages an earlier checkpoint. A checkpoint that cannot be read is moved
-aside to `WORKDIR/checkpoints.damaged/` (never deleted) and the previous one is used.
+aside to `WORKDIR/checkpoints.damaged/` (never deleted) and the previous one is used; one
+written by another config is refused, never set aside (jaxcnn/train/resume.py).
 Nothing is pickled: arrays go to tensorstore, the record to JSON.
 """
 import os
@@ -14,6 +15,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 from orbax.checkpoint._src.metadata import array_metadata_store
@@ -21,8 +23,6 @@ from orbax.checkpoint._src.metadata import array_metadata_store
 from jaxcnn.errors import UserError
 
 BEST_METRIC = "test_accuracy"
-# Record fields that must match the config for a checkpoint to be resumed.
-IDENTITY_FIELDS = ("model", "dataset", "num_classes", "image_shape")
 
 
 # Orbax writes a replicated array "replica-parallel" by default: each of its D devices writes
@@ -34,11 +34,30 @@ IDENTITY_FIELDS = ("model", "dataset", "num_classes", "image_shape")
 # handler is Orbax's default one (with its array-metadata store, which Orbax 0.12 exports only
 # from a private module) but for that threshold.
 MIN_BYTES_PER_REPLICA_SLICE = 2**20
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(
-        array_metadata_store=array_metadata_store.Store(),
-        min_slice_bytes_for_replica_parallel=MIN_BYTES_PER_REPLICA_SLICE),
-    override=True)
+
+
+def _type_handlers() -> ocp.type_handlers.TypeHandlerRegistry:
+  """Orbax's default handlers with that jax.Array handler, in a registry of our own: the
+  global one stays as Orbax made it (replacing its jax.Array entry logs a warning in every
+  process that imports this module)."""
+  ours = {jax.Array: ocp.type_handlers.ArrayHandler(
+      array_metadata_store=array_metadata_store.Store(),
+      min_slice_bytes_for_replica_parallel=MIN_BYTES_PER_REPLICA_SLICE)}
+  return ocp.type_handlers.create_type_handler_registry(*(
+      (ty, ours.get(ty) or ocp.type_handlers.get_type_handler(ty))
+      for ty in ocp.type_handlers.supported_types()))
+
+
+_TREE_ITEMS = ("state", "train_metrics")
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  """{"params/conv1/kernel": shape, ...} of a state, its abstract form or its saved metadata."""
+  def name(path):
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                    for k in path)
+  return {name(path): tuple(getattr(leaf, "shape", ()))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -56,8 +75,12 @@ class Checkpointer:
                            keep_checkpoints_without_metrics=False),
         ]),
         create=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "train_metrics", "record"))
+    registry = _type_handlers()
+    handlers = {name: ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+                for name in _TREE_ITEMS}
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=(*_TREE_ITEMS, "record"),
+        item_handlers={**handlers, "record": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -69,22 +92,38 @@ class Checkpointer:
            metrics: dict[str, float] | None = None) -> None:
     """Saves (asynchronously) `state` and `train_metrics` (globally replicated arrays)."""
     self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), train_metrics=ocp.args.StandardSave(train_metrics),
+        state=ocp.args.PyTreeSave(state), train_metrics=ocp.args.PyTreeSave(train_metrics),
         record=ocp.args.JsonSave(record)), metrics=metrics)
 
   def read_record(self, step: int) -> dict[str, Any]:
     return self.manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
   def restore(self, step: int, abstract_state, abstract_metrics):
+    def args(abstract):
+      return ocp.args.PyTreeRestore(
+          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
     restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        train_metrics=ocp.args.StandardRestore(abstract_metrics)))
+        state=args(abstract_state), train_metrics=args(abstract_metrics)))
     return restored["state"], restored["train_metrics"]
 
-  def restore_latest(self, abstract_state, abstract_metrics, identity: dict[str, Any]):
+  def state_differences(self, step: int, abstract_state) -> list[str]:
+    """How the state saved at `step` differs from `abstract_state` in its arrays' names and
+    shapes (empty when it would restore); raises if the checkpoint's metadata is unreadable."""
+    path = os.path.join(self.directory, str(step), "state")
+    saved = _shapes(ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)).tree)
+    wanted = _shapes(abstract_state)
+    return ([f"{k} is not in the checkpoint" for k in wanted if k not in saved]
+            + [f"the checkpoint's {k} is not in this config's state" for k in saved
+               if k not in wanted]
+            + [f"{k} has shape {saved[k]} there, {wanted[k]} here" for k in wanted
+               if k in saved and saved[k] != wanted[k]])
+
+  def restore_latest(self, abstract_state, abstract_metrics, check_record):
     """(state, train_metrics, record) of the newest readable checkpoint, or None if there is none.
 
-    Raises UserError when the checkpoints were written for another model or data shape.
+    `check_record(record)` raises UserError when the run that wrote the checkpoint may not
+    be resumed by this one; a state that would not restore into `abstract_state` raises
+    UserError as well. Only a checkpoint that cannot be read is set aside as damaged.
     """
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
@@ -92,12 +131,19 @@ class Checkpointer:
       except Exception as e:  # unreadable: damaged or partial
         self._set_aside(step, e)
         continue
-      theirs = {k: record.get(k) for k in IDENTITY_FIELDS}
-      if theirs != identity:
+      check_record(record)
+      try:
+        differences = self.state_differences(step, abstract_state)
+      except Exception as e:
+        self._set_aside(step, e)
+        continue
+      if differences:
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
         raise UserError(
-            f"{self.directory} holds checkpoints of another run ({theirs}, this config: "
-            f"{identity}); use another --workdir, or pass --fresh to move them aside and "
-            f"start over.")
+            f"The checkpoint {self.directory}/{step} holds another train state than this "
+            f"config builds ({len(differences)} difference(s): {shown}); rerun with the "
+            f"config that wrote it, or pass --fresh to move the checkpoints aside and start "
+            f"over.")
       try:
         state, train_metrics = self.restore(step, abstract_state, abstract_metrics)
       except Exception as e:

@@ -6,20 +6,19 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import parameter_overview, periodic_actions
 
-from jaxcnn import models, report
+from jaxcnn import report
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
-from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, steps
+from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, resume, steps
+from jaxcnn.train import state as state_lib
 from jaxcnn.train.logs import RunLog, summarize
 from jaxcnn.train.preemption import Preempted, PreemptionWatch
 from jaxcnn.train.progress import EpochProgress
-from jaxcnn.train.state import create_train_state
 
 
 class NonFiniteLoss(Exception):
@@ -68,7 +67,8 @@ class Run:
   def record(self, epoch: int, step: int) -> dict:
     """The JSON record saved beside each checkpoint."""
     return {**self.identity, "epoch": epoch, "step": step,
-            "class_names": list(self.train_split.class_names)}
+            "class_names": list(self.train_split.class_names),
+            "config": resume.as_plain(self.config)}
 
 
 def prepare(config: ml_collections.ConfigDict) -> Run:
@@ -82,6 +82,9 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
   parallel = parallel_lib.create(config)
   parallel.check_batch_size(config.batch_size)
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  if config.data_dir and not os.path.isdir(config.data_dir):
+    raise UserError(f"--config.data_dir={config.data_dir!r} does not exist; give the directory "
+                    f"that holds the dataset, or leave it empty for the default sources.")
   train_split = sources.load(config.dataset, "train", config.data_dir, config.download, config)
   test_split = sources.load(config.dataset, "test", config.data_dir, config.download, config)
   if len(train_split.class_names) != config.num_classes:
@@ -97,22 +100,11 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
   train_fn = pipeline.make_preprocess(preprocess.get(config.train_preprocess), config)
   preprocess.get(config.eval_preprocess)  # fail early on an unknown name
   image_shape = tuple(int(d) for d in train_fn(train_split.images[0], np.zeros(2, np.int64)).shape)
-  model = create_model(config, parallel)
-  tx = optim.create_optimizer(config, steps_per_epoch, total_steps)
+  model, tx = state_lib.model_and_optimizer(config, steps_per_epoch=steps_per_epoch,
+                                            total_steps=total_steps,
+                                            bn_axis_name=parallel.bn_axis_name)
   return Run(config, parallel, train_split, test_split, steps_per_epoch, total_steps, train_fn,
              image_shape, model, tx, steps_per_dispatch)
-
-
-def create_model(config, parallel):
-  options = dict(config.model_options)
-  if config.get("half_precision", False):
-    # bfloat16 activations and matmul/conv inputs; parameters, optimizer state and the loss
-    # stay float32 (the TPU convention; Flax modules cast params to `dtype` per layer).
-    options.setdefault("dtype", jnp.bfloat16)
-  model = models.create(config.model, num_classes=config.num_classes, **options)
-  if parallel.bn_axis_name is not None and hasattr(model, "bn_axis_name"):
-    model = model.clone(bn_axis_name=parallel.bn_axis_name)  # synchronised batch norm
-  return model
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -125,27 +117,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   run = prepare(config)
   parallel = run.parallel
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  state = create_train_state(run.model, run.tx, run.image_shape, config.seed,
-                             ema=config.ema_decay > 0)
+  state = state_lib.initial_state(config, run.model, run.tx, run.image_shape)
   train_metrics = steps.Metrics.empty()
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if fresh and (moved := checkpoint.move_aside(ckpt_dir)):
     _print(f"--fresh: moved the earlier checkpoints to {moved}.")
   ckpt = checkpoint.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+  config_file = os.path.join(workdir, "config.json")
+  changed = []
+
+  def may_resume(record):
+    changed.extend(resume.check(record, config, run.identity, ckpt.directory, config_file))
+
   restored = ckpt.restore_latest(parallel.abstract_checkpoint(parallel.host_state(state)),
                                  parallel.abstract_checkpoint(parallel.host_state(train_metrics)),
-                                 run.identity)
+                                 may_resume)
+  if jax.process_index() == 0:  # once the checkpoints are known to belong to this config
+    with open(config_file, "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   plateau = optim.Plateau.from_config(config)
   if restored is not None:
     state, train_metrics, record = restored
     train_metrics = parallel.host_state(train_metrics)
     plateau = optim.Plateau.from_config(config, record.get("plateau"))
     _print(f"Resuming from the checkpoint at step {record['step']} (epoch {record['epoch']}).")
+    if changed:
+      _print(resume.describe(changed))
     if record.get("stopped_early"):
       _print("This run stopped early (no improvement); nothing more to train.")
       return {}
@@ -221,75 +219,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   test_summary = {}
   step, calls_made = start_step, 0
-  with PreemptionWatch() as preemption:
-    while step < run.total_steps:
-      num_steps, batch = next(calls)
-      if step == start_step or step % run.steps_per_epoch == 0:
-        # An epoch's training time runs from here to its last step's end: the evaluation,
-        # checkpoint and plots between epochs are not training.
-        epoch_start, steps_before = time.time(), step
-        epoch_first = step // run.steps_per_epoch * run.steps_per_epoch
-        bar.start(epoch_first // run.steps_per_epoch + 1, step - epoch_first,
-                  min(run.steps_per_epoch, run.total_steps - epoch_first))
-      train_fn = p_train_steps if num_steps > 1 else p_train_step
-      state, train_metrics = train_fn(state, train_metrics, batch)
-      first_step, step = step + 1, step + num_steps
-      calls_made += 1
-      for hook in hooks:
-        for hooked_step in range(first_step, step + 1):
-          hook(hooked_step)
-      epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
-      end_of_epoch = step_in_epoch == 0 or step == run.total_steps
-      loss = None
-      every = config.log_every_steps  # at the end of each call that reached a multiple of it
-      if end_of_epoch or step // every > (first_step - 1) // every:
-        # The only host-device sync between epochs.
-        loss = float(_check_finite(parallel.metrics(train_metrics), config).loss.compute())
-      bar.update(step - (step - 1) // run.steps_per_epoch * run.steps_per_epoch, loss)
-      if end_of_epoch:
-        bar.close()
-        epoch = -(-step // run.steps_per_epoch)
-        train_summary = summarize(parallel.metrics(train_metrics))
-        train_time = time.time() - epoch_start
-        train_summary["seconds"] = train_time
-        train_summary["images_per_sec"] = (step - steps_before) * config.batch_size / train_time
-        test_summary = evaluate(p_eval_step, parallel, state, run.test_split, config)
-        epoch_time = time.time() - epoch_start
-        log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
-        log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
-        log.flush()
-        if jax.process_index() == 0:
-          report.plot_curves(workdir)
-        _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
-               f"train acc {train_summary['accuracy']:.3f}, "
-               f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
-               f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
-        train_metrics = parallel.put_state(steps.Metrics.empty())
-        reduce, stop = plateau.update(test_summary["accuracy"])
-        if reduce:
-          host = parallel.host_state(state)
-          scale = optim.lr_scale(host.opt_state) * plateau.factor
-          state = parallel.put_state(host.replace(opt_state=optim.with_lr_scale(host.opt_state, scale)))
-          _print(f"Test accuracy has not improved for {plateau.patience} epoch(s): learning "
-                 f"rate x{scale:g} (reduction {plateau.reductions} of {plateau.max_reductions}).")
-        if stop or epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
-          save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]},
-               stopped_early=stop)
-        if stop:
-          _print(f"Early stopping: no improvement of test accuracy for "
-                 f"{plateau.stop_patience} epochs (best {plateau.best:.4f}, kept as the best "
-                 f"checkpoint {ckpt.best_step()}).")
-          break
-      elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-        save(step, epoch)
-      # Counted in calls: the processes' sync point is one more than the furthest, which
-      # a step count that moves by steps_per_dispatch could skip. (Every process makes the
-      # same calls.)
-      if preemption.should_stop(calls_made):
-        if not end_of_epoch:
+  try:
+    with PreemptionWatch() as preemption:
+      while step < run.total_steps:
+        num_steps, batch = next(calls)
+        if step == start_step or step % run.steps_per_epoch == 0:
+          # An epoch's training time runs from here to its last step's end: the evaluation,
+          # checkpoint and plots between epochs are not training.
+          epoch_start, steps_before = time.time(), step
+          epoch_first = step // run.steps_per_epoch * run.steps_per_epoch
+          bar.start(epoch_first // run.steps_per_epoch + 1, step - epoch_first,
+                    min(run.steps_per_epoch, run.total_steps - epoch_first))
+        train_fn = p_train_steps if num_steps > 1 else p_train_step
+        state, train_metrics = train_fn(state, train_metrics, batch)
+        first_step, step = step + 1, step + num_steps
+        calls_made += 1
+        for hook in hooks:
+          for hooked_step in range(first_step, step + 1):
+            hook(hooked_step)
+        epoch, step_in_epoch = divmod(step, run.steps_per_epoch)
+        end_of_epoch = step_in_epoch == 0 or step == run.total_steps
+        loss = None
+        every = config.log_every_steps  # at the end of each call that reached a multiple of it
+        if end_of_epoch or step // every > (first_step - 1) // every:
+          # The only host-device sync between epochs.
+          loss = float(_check_finite(parallel.metrics(train_metrics), config).loss.compute())
+        bar.update(step - (step - 1) // run.steps_per_epoch * run.steps_per_epoch, loss)
+        if end_of_epoch:
+          bar.close()
+          epoch = -(-step // run.steps_per_epoch)
+          train_summary = summarize(parallel.metrics(train_metrics))
+          train_time = time.time() - epoch_start
+          train_summary["seconds"] = train_time
+          train_summary["images_per_sec"] = (step - steps_before) * config.batch_size / train_time
+          test_summary = evaluate(p_eval_step, parallel, state, run.test_split, config)
+          epoch_time = time.time() - epoch_start
+          log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
+          log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
+          log.flush()
+          if jax.process_index() == 0:
+            report.plot_curves(workdir)
+          _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
+                 f"train acc {train_summary['accuracy']:.3f}, "
+                 f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
+                 f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
+          train_metrics = parallel.put_state(steps.Metrics.empty())
+          reduce, stop = plateau.update(test_summary["accuracy"])
+          if reduce:
+            host = parallel.host_state(state)
+            scale = optim.lr_scale(host.opt_state) * plateau.factor
+            state = parallel.put_state(
+                host.replace(opt_state=optim.with_lr_scale(host.opt_state, scale)))
+            _print(f"Test accuracy has not improved for {plateau.patience} epoch(s): learning "
+                   f"rate x{scale:g} (reduction {plateau.reductions} of {plateau.max_reductions}).")
+          if stop or epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
+            save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]},
+                 stopped_early=stop)
+          if stop:
+            _print(f"Early stopping: no improvement of test accuracy for "
+                   f"{plateau.stop_patience} epochs (best {plateau.best:.4f}, kept as the best "
+                   f"checkpoint {ckpt.best_step()}).")
+            break
+        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
           save(step, epoch)
-        ckpt.wait()
-        raise Preempted(step)
+        # Counted in calls: the processes' sync point is one more than the furthest, which
+        # a step count that moves by steps_per_dispatch could skip. (Every process makes the
+        # same calls.)
+        if preemption.should_stop(calls_made):
+          if not end_of_epoch:
+            save(step, epoch)
+          ckpt.wait()
+          raise Preempted(step)
+  except NonFiniteLoss:
+    ckpt.wait()  # the last good checkpoint, perhaps still being written, is kept
+    raise
 
   bar.close()
   if any(isinstance(h, periodic_actions.Profile) for h in hooks):
@@ -366,8 +369,9 @@ def _check_finite(train_metrics, config):
   if count and not config.skip_nonfinite_steps:
     raise NonFiniteLoss(
         f"The loss or gradients became non-finite at step {int(bad.first_step)}; training "
-        f"stopped and the last good checkpoint is kept (set config.skip_nonfinite_steps=True "
-        f"to skip such steps, or lower the learning rate).")
+        f"stopped and the last good checkpoint is kept (rerun with "
+        f"--config.skip_nonfinite_steps=True to skip such steps, or start over with a lower "
+        f"learning rate and --fresh).")
   if count:
     logging.warning("%d step(s) with a non-finite loss were skipped so far this epoch "
                     "(the first at step %d).", count, int(bad.first_step))

@@ -3,9 +3,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import linen as nn
 from flax.training import train_state
+
+from jaxcnn import models
+from jaxcnn.train import optim
 
 
 class TrainState(train_state.TrainState):
@@ -35,3 +39,33 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                            batch_stats=variables.get("batch_stats", {}), rng=state_key,
                            ema_params=jax.tree.map(jnp.copy, params) if ema else None)
+
+
+def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = None) -> nn.Module:
+  """The config's network: its model options, half precision, synchronised batch norm."""
+  options = dict(config.model_options)
+  if config.get("half_precision", False):
+    # bfloat16 activations and matmul/conv inputs; parameters, optimizer state and the loss
+    # stay float32 (the TPU convention; Flax modules cast params to `dtype` per layer).
+    options.setdefault("dtype", jnp.bfloat16)
+  model = models.create(config.model, num_classes=config.num_classes, **options)
+  if bn_axis_name is not None and hasattr(model, "bn_axis_name"):
+    model = model.clone(bn_axis_name=bn_axis_name)  # batch statistics over the replicas
+  return model
+
+
+def model_and_optimizer(config: ml_collections.ConfigDict, *, steps_per_epoch: int = 1,
+                        total_steps: int = 1, bn_axis_name: str | None = None
+                        ) -> tuple[nn.Module, optax.GradientTransformation]:
+  """The config's network and optimizer. With initial_state, the one place that training,
+  evaluation, prediction and the benchmarks build them, so that a checkpoint written by one
+  restores into the others. The step counts shape the schedule only (evaluation passes 1)."""
+  return (create_model(config, bn_axis_name),
+          optim.create_optimizer(config, steps_per_epoch, total_steps))
+
+
+def initial_state(config: ml_collections.ConfigDict, model: nn.Module,
+                  tx: optax.GradientTransformation, image_shape: tuple[int, ...]) -> TrainState:
+  """The state a run of `config` starts from (with EMA parameters when config.ema_decay > 0)."""
+  return create_train_state(model, tx, tuple(image_shape), config.seed,
+                            ema=config.get("ema_decay", 0.0) > 0)
