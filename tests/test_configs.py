@@ -34,6 +34,7 @@ TRAINED_IN_CI = {
     "resnet18_imagenet",  # vgg scale jittering (S in [256, 480]), piecewise at epochs
     "googlenet_imagenet",  # auxiliary losses, EMA, inception crops, exponential staircase
     "resnet50_signs",  # the Keras ResNet-50 (its only train step in CI)
+    "resnet18_blog_cifar",  # seed 001's network, to_float with a normalisation of its own
 }
 # Also left to the slow run for time: the flowers recipes (alexnet_flowers17 takes 90 s here,
 # AlexNet's 58M-parameter Adam update on 8 virtual devices); AlexNet trains in CI through

@@ -13,6 +13,19 @@ features to 6x6 as torchvision does, so inputs from 63x63 up work. Options:
 224x224x1: conv 96@11 stride 4, max-pool 3/2, conv 256@5 pad 2, max-pool, convs
 384-384-256 @3 pad 1, max-pool, dense 4096-4096 with dropout 0.5, classes; PyTorch's
 default initialisation. 46,764,746 parameters for 10 classes.
+
+`alexnet_keras`: seed 003's Keras AlexNet for the 17-category flowers, 224x224x3: conv
+96@11x11/4, conv 256@5x5, 2x2/2 max-pool, conv 384@3x3, 2x2/2 max-pool, convs 384@3x3 and
+256@3x3, 2x2/2 max-pool, flatten (7x7x256), dense 4096-4096 with dropout 0.5 after each,
+classes; ReLU; every conv Keras's "same" padding; Keras's initialisers (Glorot-uniform
+kernels, zero biases). The paper's channels and dense layers, in one tower and without LRN,
+but unlike the paper (whose text the seed summarises): every conv "same" (the seed's table
+copies the paper's 55x55 after conv1, its code gives 56x56), 2x2/2 non-overlapping max-pools
+(the paper's overlap, 3x3/2) after conv2, conv3 and conv5 (the paper's after conv1, conv2
+and conv5), hence a 7x7x256 map before the dense layers (6x6x256 in the paper). The first
+dense layer's size depends on the input, as in the seed's Keras model; inputs from 29x29
+work (a 1x1 map). 71,982,481 parameters for 17 classes (Keras's model.summary() has no
+non-trainable ones), 76,009,832 for 1000.
 """
 from typing import Any
 
@@ -22,7 +35,8 @@ from flax import linen as nn
 from jaxcnn.models import register
 from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  flatten, torch_default_bias_init, torch_default_kernel_init)
+                                  flatten, max_pool_2x2, torch_default_bias_init,
+                                  torch_default_kernel_init)
 
 # Layers whose bias the paper initialises to 1 ("to accelerate the early stages of learning
 # by providing the ReLUs with positive inputs").
@@ -35,7 +49,9 @@ def _inits(init: str, name: str, fan_in: int):
   if init == "paper":
     bias = 1.0 if name in _PAPER_BIAS_ONE else 0.0
     return nn.initializers.normal(0.01), nn.initializers.constant(bias)
-  raise ValueError(f"init must be 'torch' or 'paper', not {init!r}.")
+  if init == "keras":  # Conv2D's and Dense's defaults
+    return nn.initializers.glorot_uniform(), nn.initializers.zeros
+  raise ValueError(f"init must be 'torch', 'paper' or 'keras', not {init!r}.")
 
 
 def _max_pool(x):
@@ -120,4 +136,31 @@ class AlexNetD2L(nn.Module):
       if pool:
         x = _max_pool(x)
     return _Head(self.num_classes, "torch", False, self.dtype, name="classifier")(
+        flatten(x), train)
+
+
+@register("alexnet_keras", input_shape=(224, 224, 3))
+class AlexNetKeras(nn.Module):
+  """Seed 003's Keras AlexNet (the module docstring); 17 classes in the seed."""
+  num_classes: int = 1000
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    height, width = x.shape[1:3]
+    x = x.astype(self.dtype)
+    kernel_init, bias_init = _inits("keras", "", 0)
+    # (features, kernel, stride, 2x2/2 max-pool after)
+    specs = [(96, 11, 4, False), (256, 5, 1, True), (384, 3, 1, True), (384, 3, 1, False),
+             (256, 3, 1, True)]
+    for i, (features, kernel, stride, pool) in enumerate(specs, 1):
+      x = nn.relu(Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                       dtype=self.dtype, kernel_init=kernel_init, bias_init=bias_init,
+                       name=f"conv{i}")(x))
+      if pool:
+        x = max_pool_2x2(x)  # Keras's MaxPool2D(2, 2): "valid", floor
+    if not x.shape[1] or not x.shape[2]:
+      # An empty map would give a dense layer with no inputs, not an error.
+      raise ValueError(f"alexnet_keras needs inputs of at least 29x29, not {height}x{width}.")
+    return _Head(self.num_classes, "keras", False, self.dtype, name="classifier")(
         flatten(x), train)
