@@ -40,9 +40,9 @@ def run(workdir, *overrides, devices=1, timeout=300, **kw):
   return p.returncode, p.stdout, p.stderr
 
 
-def run_until(workdir, *overrides, at_step: int, sig=signal.SIGKILL, timeout=300):
+def run_until(workdir, *overrides, at_step: int, sig=signal.SIGKILL, timeout=300, **kw):
   """Starts a run, sends `sig` once it reports step >= at_step; returns (code, stdout, stderr, step)."""
-  p = subprocess.Popen(launch_args(workdir, "--config.progress_every_secs=0", *overrides),
+  p = subprocess.Popen(launch_args(workdir, "--config.progress_every_secs=0", *overrides, **kw),
                        cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
   seen = {"step": None}

@@ -54,3 +54,47 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, 
   # lr 1e-3 they reach a few 1e-6, 1% of one step (measured up to 8e-6).
   for k, v in state.items():
     np.testing.assert_allclose(v, single_process[k], rtol=1e-5, atol=2e-5, err_msg=k)
+
+
+def test_two_processes_killed_then_resumed_end_as_the_uninterrupted_pair(tmp_path):
+  """Both processes killed (SIGKILL) once process 0 reports step 7 of 12, then both rerun:
+  they resume from the last checkpoint both finalised and end bitwise as a pair that was
+  never interrupted (the same two processes, so the same order of every sum)."""
+  import signal
+  import threading
+  longer = ("--config.num_train_steps=12", "--config.checkpoint_every_steps=3")
+  whole = str(tmp_path / "whole")
+  _two_processes(whole, *longer)
+
+  workdir = str(tmp_path / "killed")
+  port = _free_port()
+  procs = [subprocess.Popen(
+      launcher.launch_args(workdir, *RUN, *longer, "--config.progress_every_secs=0",
+                           f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                           f"--process_id={i}"),
+      cwd=launcher.ROOT, env=launcher.environment(devices=4), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  seen = []
+
+  def watch():
+    for line in procs[0].stderr:
+      m = launcher.PROGRESS.search(line)
+      if m and not seen and int(m.group(1)) >= 7:
+        seen.append(int(m.group(1)))
+        for p in procs:
+          p.send_signal(signal.SIGKILL)
+
+  watcher = threading.Thread(target=watch, daemon=True)
+  watcher.start()
+  for p in procs:
+    p.communicate(timeout=300)
+  watcher.join(timeout=10)
+  assert seen and all(p.returncode == -signal.SIGKILL for p in procs)
+  saved = launcher.checkpoint_steps(workdir)
+  assert saved and saved[-1] <= seen[0]
+  outs = _two_processes(workdir, *longer)
+  assert f"Resuming from the checkpoint at step {saved[-1]}" in outs[0]
+  want, got = launcher.saved_state(whole), launcher.saved_state(workdir)
+  assert got.keys() == want.keys()
+  for k in want:
+    np.testing.assert_array_equal(got[k], want[k], err_msg=k)

@@ -64,9 +64,11 @@ def test_sigkill_twice_then_resume_equals_uninterrupted_run(tmp_path, uninterrup
         f"{resumed_from} and later; final state identical")
 
 
-def test_sigterm_checkpoints_the_current_step_and_exits_as_preempted(tmp_path, uninterrupted):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_checkpoints_the_current_step_and_exits_as_preempted(
+    tmp_path, uninterrupted, sig):
   workdir = str(tmp_path)
-  code, out, err, at = launcher.run_until(workdir, *COMMON, at_step=23, sig=signal.SIGTERM)
+  code, out, err, at = launcher.run_until(workdir, *COMMON, at_step=23, sig=sig)
   assert code == 75, err[-2000:]
   assert "Preempted at step" in err and "rerun the same command" in err
   stopped = launcher.checkpoint_steps(workdir)[-1]
