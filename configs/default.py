@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.synthetic_test_examples = 1_000
   # Preprocessing (jaxcnn/data/preprocess.py); each says which fields it reads.
   c.resize_size = 256  # alexnet: shorter side before cropping; center_crop: before the crop
+  c.resize_antialias = False  # resize: average over the covered pixels when shrinking (PIL)
   c.crop_padding = 4  # cifar: zero padding on each side before the random crop
   c.random_flip = True  # cifar, alexnet, vgg, inception: random horizontal flips
   c.pca_lighting_std = 0.1  # alexnet: sigma of the PCA lighting noise (paper: 0.1); 0: off

@@ -18,6 +18,7 @@ def get_config():
   config.image_size = 224
   config.train_preprocess = "resize"
   config.eval_preprocess = "resize"
+  config.resize_antialias = True  # the seed's images come resized by PIL, antialiased
   config.batch_size = 64
   config.eval_batch_size = 64
   config.num_epochs = 100

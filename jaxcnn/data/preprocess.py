@@ -38,6 +38,7 @@ PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 DEFAULTS = {
     "image_size": 224,
     "resize_size": 256,
+    "resize_antialias": False,
     "crop_padding": 4,
     "random_flip": True,
     "pca_lighting_std": 0.1,
@@ -159,10 +160,13 @@ def to_float(image, seed, config):
 
 def resize(image, seed, config):
   """Bilinear resize to config.image_size square (the seed's Fashion-MNIST at 224 for
-  AlexNet), then as to_float."""
+  AlexNet), then as to_float. config.resize_antialias: a shrinking resize averages over
+  the pixels each output pixel covers, as PIL's (the Keras seeds' image loading) does; no
+  effect when enlarging."""
   del seed
   size = option(config, "image_size")
-  image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear")
+  image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear",
+                          antialias=bool(option(config, "resize_antialias")))
   return _normalize(image, config)
 
 
