@@ -6,6 +6,7 @@ Exit codes: 0 done; 2 a mistake in the command, config or data (one sentence on 
 75 preempted (SIGTERM/SIGINT; a checkpoint was written: rerun the same command);
 1 training diverged (non-finite loss) or an unexpected error.
 """
+import gc
 import logging as std_logging
 import os
 import sys
@@ -22,9 +23,11 @@ except ValueError as e:
   print(f"error: {e}", file=sys.stderr, flush=True)
   sys.exit(EXIT_USAGE)
 
-import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+# JAX and the training stack are imported after the flags are parsed: --help and mistakes in
+# the command answer at once.
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again later
 
@@ -81,6 +84,7 @@ def _parse_flags(argv):
 
 
 def _init_distributed():
+  import jax
   explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
   detected = any(k in os.environ and ok(os.environ[k]) for k, ok in _CLUSTER_HINTS.items())
   if explicit:
@@ -101,11 +105,17 @@ def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietCheckpointLogs())
+  import jax
+  from jaxcnn import compile_cache
+  try:  # before anything compiles
+    compile_cache.enable(_CONFIG.value.get("compilation_cache", ""))
+  except UserError as e:
+    _fail(str(e))
   _init_distributed()
   workdir = _workdir()
   if not _WORKDIR.value and jax.process_index() == 0:
     print(f"Workdir: {workdir} (no --workdir given).", flush=True)
-  from jaxcnn.train import loop  # after flag parsing: jax and tf are slow to import
+  from jaxcnn.train import loop
   try:
     if _MODE.value == "eval":
       from jaxcnn import evaluate
@@ -123,6 +133,9 @@ def main(argv):
   except loop.NonFiniteLoss as e:
     logging.flush()
     _fail(str(e), 1)
+  # Everything is written and closed. The interpreter's final garbage collections would walk
+  # every object JAX, XLA and the libraries made; frozen, they are skipped and it exits at once.
+  gc.freeze()
 
 
 if __name__ == "__main__":

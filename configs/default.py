@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.profile_steps = 0  # trace this many steps with jax.profiler (TensorBoard); 0: off
   c.profile_first_step = 10  # counted from the run's (or resume's) first step
   c.parallelism = "jit"  # jit (Mesh + NamedSharding) | pmap
+  # JAX's persistent compilation cache (jaxcnn/compile_cache.py): a directory, "off", or
+  # empty for $JAXCNN_COMPILATION_CACHE, else ~/.cache/jaxcnn/jax. A rerun loads its programs.
+  c.compilation_cache = ""
   # Training steps per call of the compiled step (lax.scan over a group of batches), as
   # Keras' steps_per_execution: the host's per-call work is paid once per group. Worth it
   # where a step takes a few milliseconds (LeNet); 1: a call per step.

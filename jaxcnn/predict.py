@@ -31,8 +31,9 @@ def load_config(workdir: str):
 def load_images(paths, image_shape, config):
   """Decoded, preprocessed float32 images [N, H, W, C] ready for the network."""
   import numpy as np
-  import tensorflow as tf
   from jaxcnn.data import pipeline, preprocess
+  from jaxcnn.data.lazy_tf import tf as tensorflow
+  tf = tensorflow()
   fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
   images = []
   for path in paths:
@@ -79,6 +80,8 @@ def main(argv):
     print("error: usage: python -m jaxcnn.predict --workdir=DIR IMAGE...", file=sys.stderr)
     sys.exit(EXIT_USAGE)
   try:
+    from jaxcnn import compile_cache
+    compile_cache.enable(load_config(_WORKDIR.value).get("compilation_cache", ""))
     for path, top in predict(_WORKDIR.value, paths, _STEP.value):
       print(path)
       for name, prob in top:

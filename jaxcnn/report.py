@@ -1,13 +1,33 @@
-"""Figures written into the workdir: learning curves and the confusion matrix (matplotlib)."""
+"""Figures written into the workdir: learning curves and the confusion matrix (matplotlib).
+
+matplotlib is imported by the first figure, not with this module: a process that only reads
+metrics or counts a confusion matrix never imports it, and a training run starts its import
+on a thread (`import_in_background`), where it overlaps the run's first steps.
+"""
+import functools
 import json
 import os
+import threading
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display on training machines
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+
+@functools.cache
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")  # files only; no display on training machines
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def import_in_background() -> None:
+  """Imports matplotlib on a daemon thread, for a process that will plot later."""
+  def run():
+    try:
+      _pyplot()
+    except Exception:  # noqa: BLE001  (the first figure imports it again, and says why not)
+      pass
+  threading.Thread(target=run, name="import matplotlib", daemon=True).start()
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -23,6 +43,8 @@ def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
   rows = read_metrics(workdir)
   if not rows:
     return None
+  plt = _pyplot()
+  from matplotlib.ticker import MaxNLocator
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
   for ax, metric in zip(axes, ("loss", "accuracy")):
     for split, style in (("train", "o-"), ("test", "s--")):
@@ -32,7 +54,7 @@ def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
         epochs = sorted(points)
         ax.plot(epochs, [points[e] for e in epochs], style, label=split)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -54,6 +76,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 def plot_confusion(matrix: np.ndarray, class_names, path: str) -> str:
   n = len(class_names)
   size = min(max(6.0, 0.45 * n), 30.0)
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(size, size), dpi=100)
   ax.imshow(matrix, cmap="Blues")
   ax.set_xticks(range(n), class_names, rotation=90)

@@ -76,3 +76,50 @@ def test_groups_of_batches_are_the_batches_grouped_from_each_epochs_start():
     got = [next(groups)["label"] for _ in sizes]
     assert [len(g) for g in got] == sizes
     np.testing.assert_array_equal(np.concatenate(got), np.stack(want[start:]))
+
+
+def _in_tf_data(fn):
+  """`fn` without its NumPy twin: the pipeline then runs it in tf.data, as before the twins."""
+  def tf_only(image, seed, config):
+    return fn(image, seed, config)
+  tf_only.batched = fn.batched
+  return tf_only
+
+
+@pytest.mark.parametrize("name, shape, fields", [
+    ("to_float", (28, 28, 1), {}),
+    ("to_float", (28, 28, 1), {"mean_rgb": (0.286,), "std_rgb": (0.353,)}),
+    ("cifar", (32, 32, 3), {"train_preprocess": "cifar"}),
+    ("cifar", (32, 32, 3), {"train_preprocess": "cifar", "random_flip": False,
+                            "crop_padding": 2, "image_size": 30}),
+    ("normalize", (32, 32, 3), {"train_preprocess": "cifar"}),
+])
+def test_numpy_twins_give_tf_datas_batches_to_the_bit(name, shape, fields):
+  """Images in memory take the preprocessing's NumPy twin; a run resumed, grouped, sharded or
+  evaluated sees exactly what tf.data made of them."""
+  import ml_collections
+  config = ml_collections.ConfigDict({**preprocess.DEFAULTS, "image_size": shape[0], **fields})
+  rng = np.random.default_rng(0)
+  split = sources.Split(rng.integers(0, 256, (203, *shape), dtype=np.uint8),
+                        rng.integers(0, 10, 203).astype(np.int32), tuple("abcdefghij"))
+  fn = preprocess.get(name)
+  assert fn.in_numpy is not None
+  twin, tf_data = (pipeline.make_preprocess(f, config) for f in (fn, _in_tf_data(fn)))
+  assert pipeline.example_shape(split, twin) == pipeline.example_shape(split, tf_data)
+  for kw in [dict(start_step=0), dict(start_step=5, group_size=4),
+             dict(start_step=3, process_index=1, process_count=2)]:
+    args = dict(global_batch_size=32, seed=7, **kw)
+    got, want = (pipeline.train_batches(split, preprocess=f, **args) for f in (twin, tf_data))
+    _assert_same_batches([next(got) for _ in range(8)], [next(want) for _ in range(8)])
+  _assert_same_batches(
+      *(list(pipeline.eval_batches(split, global_batch_size=48, preprocess=f))
+        for f in (twin, tf_data)))
+
+
+def _assert_same_batches(got, want):
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for k in g:
+      assert g[k].dtype == w[k].dtype and g[k].shape == w[k].shape
+      np.testing.assert_array_equal(g[k], w[k])

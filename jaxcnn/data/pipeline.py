@@ -11,24 +11,24 @@ exactly; a `TfdsStream` (ImageNet through tfds) is read with its files shuffled 
 shuffle buffer, both seeded by (seed, epoch), and each host still takes its slice of every
 global batch (so every host reads, but decodes only its share of, the records).
 
-Speed: encoded images are decoded and preprocessed one by one in tf.data's parallel map;
-images held in memory with a batch-capable preprocessing (cifar, to_float, resize,
-normalize) are preprocessed a whole batch at a time. `prefetch_to_device` then keeps the
-next batches' host-to-device copies in flight while a step runs.
+Speed: images held in memory whose preprocessing has a NumPy twin (to_float, normalize,
+cifar: `in_numpy` in jaxcnn/data/preprocess.py) are preprocessed with it, a whole batch (or
+group of batches) at a time, without TensorFlow, which such runs then never import. Encoded
+images are decoded and preprocessed one by one in tf.data's parallel map; other
+preprocessings of images in memory run in tf.data a batch at a time where they can (resize).
+`prefetch_to_device` then keeps the next batches' host-to-device copies in flight while a
+step runs.
 """
 import collections
 import functools
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from jaxcnn.data import sources
+from jaxcnn.data.lazy_tf import tf as _tf
 from jaxcnn.data.sources import Split
 from jaxcnn.errors import UserError
-
-# TensorFlow only feeds the input pipeline: keep it off the accelerators JAX needs.
-tf.config.set_visible_devices([], "GPU")
 
 Batch = dict[str, np.ndarray]
 
@@ -49,7 +49,8 @@ def _example_seeds(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
   return np.stack([np.full_like(positions, _epoch_seed(seed, epoch)), positions], axis=1)
 
 
-def _options() -> tf.data.Options:
+def _options():
+  tf = _tf()
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True
@@ -64,8 +65,9 @@ def _options() -> tf.data.Options:
   return options
 
 
-def _images(split: Split, indices: np.ndarray) -> tf.data.Dataset:
-  """uint8 images at `indices`, decoded (in parallel) where the split holds them encoded."""
+def _images(split: Split, indices: np.ndarray):
+  """uint8 images at `indices` (tf.data), decoded in parallel where the split holds them encoded."""
+  tf = _tf()
   if isinstance(split.images, np.ndarray):
     return tf.data.Dataset.from_tensor_slices(split.images[indices])
   return split.images.dataset(indices)
@@ -76,15 +78,58 @@ def _batched(preprocess) -> bool:
   return getattr(getattr(preprocess, "func", preprocess), "batched", False)
 
 
+def _numpy_twin(split: Split, preprocess) -> Callable | None:
+  """The preprocessing's NumPy twin bound as `preprocess` is, where the split's images are an
+  array in memory and the preprocessing has one; else None (tf.data then does the work)."""
+  twin = getattr(getattr(preprocess, "func", preprocess), "in_numpy", None)
+  if twin is None or not isinstance(split.images, np.ndarray):
+    return None
+  if isinstance(preprocess, functools.partial):
+    return functools.partial(twin, *preprocess.args, **preprocess.keywords)
+  return twin
+
+
+def example_shape(split: Split, preprocess) -> tuple[int, ...]:
+  """The shape of one preprocessed example of `split` (its first)."""
+  seeds = np.zeros((1, 2), np.int64)
+  if (twin := _numpy_twin(split, preprocess)) is not None:
+    return tuple(int(d) for d in twin(split.images[:1], seeds).shape[1:])
+  return tuple(int(d) for d in preprocess(split.images[0], seeds[0]).shape)
+
+
+def _numpy_elements(split: Split, indices, seeds, preprocess, batch_size: int, group_size: int = 1,
+                    offset: int = 0, mask=None) -> Iterator[Batch]:
+  """What `_preprocessed_batches` (and `_grouped`) make of whole batches of `indices`, from
+  images in memory with the preprocessing's NumPy twin: a group of batches is preprocessed
+  in one call and split along a new leading axis."""
+  num_batches = len(indices) // batch_size
+  if group_size == 1:
+    spans = [(b, 1) for b in range(num_batches)]
+  else:  # `_grouped`'s groups: the rest of the resumed group first, the last one short
+    head = -offset % group_size
+    starts = ([0] if head else []) + list(range(head, num_batches, group_size))
+    ends = starts[1:] + [num_batches]
+    spans = [(a, e - a) for a, e in zip(starts, ends) if e > a]
+  for first, count in spans:
+    at = slice(first * batch_size, (first + count) * batch_size)
+    shape = (count, batch_size) if group_size > 1 else (batch_size,)
+    chosen = indices[at]
+    batch = {"image": preprocess(split.images[chosen], seeds[at]), "label": split.labels[chosen]}
+    if mask is not None:
+      batch["mask"] = mask[at]
+    yield {k: v.reshape(*shape, *v.shape[1:]) for k, v in batch.items()}
+
+
 def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: int,
-                          mask=None, drop_remainder=False) -> tf.data.Dataset:
+                          mask=None, drop_remainder=False):
   """Batches {image, label[, mask]} of the examples at `indices`, each example preprocessed
   with its seed.
 
   Same-size images in memory with a batch-capable preprocessing are preprocessed a batch
   at a time (per-example work would cost more than a 32x32 crop); the rest one by one, in
-  parallel (decoding included).
+  parallel (decoding included). A tf.data dataset.
   """
+  tf = _tf()
   extra = () if mask is None else (mask,)
 
   def example(x, rest):
@@ -106,9 +151,10 @@ def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: 
   return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
-def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
+def _read(ds, split: Split, indices: np.ndarray | None,
           examples_per_element: int) -> Iterator[Batch]:
   """Yields ds's elements; a file that cannot be decoded stops it with its name (UserError)."""
+  tf = _tf()
   it = ds.with_options(_options()).as_numpy_iterator()
   done = 0  # examples read
   while True:
@@ -129,7 +175,7 @@ def _read(ds: tf.data.Dataset, split: Split, indices: np.ndarray | None,
     yield batch
 
 
-def _grouped(ds: tf.data.Dataset, group_size: int, offset: int) -> tf.data.Dataset:
+def _grouped(ds, group_size: int, offset: int):
   """Groups of `group_size` consecutive batches (a leading axis), aligned to the epoch's first
   step: a run resumed `offset` steps into the epoch starts with the rest of its group, and
   the epoch's last group may be short."""
@@ -167,20 +213,25 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
     # [steps, processes, local] -> this host's columns, from the resume offset on.
     grid = positions.reshape(steps_per_epoch, process_count, local)[offset:, process_index]
     mine = grid.reshape(-1)
-    indices = order[mine]
-    ds = _preprocessed_batches(split, indices, _example_seeds(seed, epoch, mine), preprocess,
-                               local, drop_remainder=True)
-    ds = _grouped(ds, group_size, offset).prefetch(prefetch)
-    yield from _read(ds, split, indices, local * group_size)
+    indices, seeds = order[mine], _example_seeds(seed, epoch, mine)
+    if (twin := _numpy_twin(split, preprocess)) is not None:
+      yield from _numpy_elements(split, indices, seeds, twin, local, group_size, offset)
+    else:
+      ds = _preprocessed_batches(split, indices, seeds, preprocess, local, drop_remainder=True)
+      ds = _grouped(ds, group_size, offset).prefetch(prefetch)
+      yield from _read(ds, split, indices, local * group_size)
     epoch, offset = epoch + 1, 0
 
 
 def _host_slice(batch, process_index: int, local: int):
+  tf = _tf()
   return tf.nest.map_structure(lambda x: x[process_index * local:(process_index + 1) * local],
                                batch)
 
 
 def _decode_and_preprocess(stream: sources.TfdsStream, preprocess, seed_of):
+  tf = _tf()
+
   def fn(position, example):
     image = sources.decode(example["image"], stream.channels)
     return {"image": preprocess(image, seed_of(position)),
@@ -190,6 +241,7 @@ def _decode_and_preprocess(stream: sources.TfdsStream, preprocess, seed_of):
 
 def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
                           process_index, process_count, prefetch, group_size):
+  tf = _tf()
   stream = split.images
   local = global_batch_size // process_count
   steps_per_epoch = split.num_examples // global_batch_size
@@ -230,14 +282,18 @@ def eval_batches(split: Split, *, global_batch_size: int, preprocess: Callable,
   positions = np.arange(num_batches * global_batch_size)
   mine = positions.reshape(num_batches, process_count, local)[:, process_index].reshape(-1)
   mask = mine < split.num_examples
-  indices = np.where(mask, mine, 0)
-  ds = _preprocessed_batches(split, indices, _example_seeds(0, 0, mine), preprocess, local,
+  indices, seeds = np.where(mask, mine, 0), _example_seeds(0, 0, mine)
+  if (twin := _numpy_twin(split, preprocess)) is not None:
+    yield from _numpy_elements(split, indices, seeds, twin, local, mask=mask)
+    return
+  ds = _preprocessed_batches(split, indices, seeds, preprocess, local,
                              mask=mask).prefetch(prefetch)
   yield from _read(ds, split, indices, local)
 
 
 def _stream_eval_batches(split, global_batch_size, preprocess, process_index, process_count,
                          prefetch):
+  tf = _tf()
   stream = split.images
   local = global_batch_size // process_count
   total = num_eval_batches(split.num_examples, global_batch_size) * global_batch_size

@@ -8,14 +8,19 @@ ones use stateless tf.random ops; `cifar` hashes the seed, so that it can also t
 batches [B, H, W, C] with seeds [B, 2] (the `batched` ones: the pipeline maps them over
 batches of same-size images, with the same result per example).
 
+TensorFlow is imported when a function first runs. `to_float`, `normalize` and `cifar` also
+have a NumPy twin (`fn.in_numpy`, batches only) giving the same values to the bit, which the
+pipeline uses for images held in memory: such runs never import TensorFlow.
+
 Every choice is a config field (configs/default.py); a config that lacks one (an old saved
 config.json) gets the default below. Normalisation, `(x / 255 - mean_rgb) / std_rgb`, uses
 config.mean_rgb / config.std_rgb, or when those are empty the statistics that the *training*
 preprocessing's source uses, so that the evaluation preprocessing always matches training.
 """
 
-import tensorflow as tf
+import numpy as np
 
+from jaxcnn.data.lazy_tf import tf as _tf
 from jaxcnn.errors import UserError
 
 # ImageNet RGB statistics on the [0, 1] scale. MEAN is the VGG paper's mean RGB
@@ -76,17 +81,26 @@ def normalization(config):
   return (mean or source[0]), (std or source[1])
 
 
+def _scale_and_offset(config, channels: int):
+  """(scale, offset) per channel with x * scale + offset == (x / 255 - mean) / std, or None
+  where the normalisation is x / 255 alone."""
+  mean, std = normalization(config)
+  mean, std = mean[:channels], std[:channels]  # grayscale: the first channel's statistics
+  if all(m == 0 for m in mean) and all(d == 1 for d in std):
+    return None
+  return ([1.0 / (255.0 * d) for d in std], [-m / d for m, d in zip(mean, std)])
+
+
 def _normalize(image, config):
   """float32 pixels on [0, 255] -> (x / 255 - mean) / std, per channel (of images [..., H, W, C])."""
-  mean, std = normalization(config)
-  channels = image.shape[-1] or len(mean)  # grayscale: the first channel's statistics
-  mean, std = mean[:channels], std[:channels]
-  if all(m == 0 for m in mean) and all(d == 1 for d in std):
+  tf = _tf()
+  channels = image.shape[-1] or len(normalization(config)[0])
+  affine = _scale_and_offset(config, channels)
+  if affine is None:
     return image / 255.0
   # As x * scale + offset over rows of W * C values: broadcasting along an inner axis of 3
   # channels is several times slower.
-  scale = tf.constant([1.0 / (255.0 * d) for d in std], tf.float32)
-  offset = tf.constant([-m / d for m, d in zip(mean, std)], tf.float32)
+  scale, offset = (tf.constant(v, tf.float32) for v in affine)
   shape = tf.shape(image)
   rows = tf.reshape(image, [-1, shape[-2] * channels])
   rows = rows * tf.tile(scale, [shape[-2]]) + tf.tile(offset, [shape[-2]])
@@ -107,21 +121,25 @@ def _at_least(field: str, config, size: int) -> None:
 
 def _seeds(seed, n: int):
   """n independent stateless seeds from the example's seed."""
+  tf = _tf()
   return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=n))
 
 
 def _flip(image, seed, config):
+  tf = _tf()
   if option(config, "random_flip"):
     return tf.image.stateless_random_flip_left_right(image, seed)
   return image
 
 
 def _random_crop(image, size: int, seed):
+  tf = _tf()
   return tf.image.stateless_random_crop(image, (size, size, tf.shape(image)[-1]), seed)
 
 
 def resize_shorter_side(image, size):
   """Isotropic bilinear (antialiased) resize so that the shorter side is `size`; float32 out."""
+  tf = _tf()
   shape = tf.shape(image)
   h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
   scale = tf.cast(size, tf.float32) / tf.minimum(h, w)
@@ -131,6 +149,7 @@ def resize_shorter_side(image, size):
 
 
 def center_crop_to(image, size: int):
+  tf = _tf()
   shape = tf.shape(image)
   top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
   return image[top:top + size, left:left + size]
@@ -141,6 +160,7 @@ def _pca_lighting(image, seed, std: float):
 
   `image` is on [0, 255]; the eigenvalues are for [0, 1], hence the scaling.
   """
+  tf = _tf()
   if not std:
     return image
   alpha = tf.random.stateless_normal((3,), seed, stddev=std)
@@ -154,6 +174,7 @@ def _pca_lighting(image, seed, std: float):
 def to_float(image, seed, config):
   """Scales to [0, 1] as torchvision's ToTensor does (the seeds' Fashion-MNIST input); then
   config.mean_rgb / std_rgb if set."""
+  tf = _tf()
   del seed
   return _normalize(tf.cast(image, tf.float32), config)
 
@@ -163,6 +184,7 @@ def resize(image, seed, config):
   AlexNet), then as to_float. config.resize_antialias: a shrinking resize averages over
   the pixels each output pixel covers, as PIL's (the Keras seeds' image loading) does; no
   effect when enlarging."""
+  tf = _tf()
   del seed
   size = option(config, "image_size")
   image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear",
@@ -170,13 +192,19 @@ def resize(image, seed, config):
   return _normalize(image, config)
 
 
+# splitmix64's constants: the golden-ratio increment, then the finaliser's shifts and factors.
+_GOLDEN = 0x9e3779b97f4a7c15
+_MIX = ((30, 0xbf58476d1ce4e5b9), (27, 0x94d049bb133111eb), (31, None))
+
+
 def _mix(x):
   """splitmix64's finaliser on uint64 tensors: a well-spread hash, elementwise."""
-  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(30, tf.uint64)))
-  x = x * tf.constant(0xbf58476d1ce4e5b9, tf.uint64)
-  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(27, tf.uint64)))
-  x = x * tf.constant(0x94d049bb133111eb, tf.uint64)
-  return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
+  tf = _tf()
+  for shift, factor in _MIX:
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(shift, tf.uint64)))
+    if factor is not None:
+      x = x * tf.constant(factor, tf.uint64)
+  return x
 
 
 def _draw(seeds, stream: int, n: int):
@@ -185,10 +213,19 @@ def _draw(seeds, stream: int, n: int):
   Elementwise, so one draw is the same whether its example is alone or in a batch (the
   stateless tf.random ops take one seed per call, and would tie a draw to its batch).
   """
+  tf = _tf()
   seeds = tf.cast(seeds, tf.uint64)
-  golden = tf.constant(0x9e3779b97f4a7c15, tf.uint64)
+  golden = tf.constant(_GOLDEN, tf.uint64)
   h = _mix(_mix(seeds[:, 0] + golden * tf.constant(stream + 1, tf.uint64)) + seeds[:, 1])
   return tf.cast(h % tf.cast(n, tf.uint64), tf.int32)
+
+
+def _check_crop(h: int, w: int, config) -> None:
+  size, pad = option(config, "image_size"), option(config, "crop_padding")
+  _require(min(h, w) + 2 * pad >= size,
+           f"config.image_size={size} is larger than the {h}x{w} images padded by "
+           f"config.crop_padding={pad}: use the images' size (cifar preprocessing) or "
+           f"another preprocessing.")
 
 
 def cifar(image, seed, config):
@@ -199,6 +236,7 @@ def cifar(image, seed, config):
   per-example work costs more than the augmentation of a 32x32 image, so the pipeline
   applies it to whole batches of same-size images, with the same result per example.
   """
+  tf = _tf()
   image = tf.convert_to_tensor(image)
   if image.shape.rank == 3:
     return cifar(image[None], tf.reshape(seed, (1, 2)), config)[0]
@@ -206,10 +244,7 @@ def cifar(image, seed, config):
   pad = option(config, "crop_padding")
   h, w = image.shape[1], image.shape[2]
   if h is not None and w is not None:
-    _require(min(h, w) + 2 * pad >= size,
-             f"config.image_size={size} is larger than the {h}x{w} images padded by "
-             f"config.crop_padding={pad}: use the images' size (cifar preprocessing) or "
-             f"another preprocessing.")
+    _check_crop(h, w, config)
   image = tf.pad(image, [[0, 0], [pad, pad], [pad, pad], [0, 0]])  # zeros, before normalising
   shape = tf.shape(image)
   top = _draw(seed, 0, shape[1] - size + 1)
@@ -226,6 +261,7 @@ def cifar(image, seed, config):
 
 def normalize(image, seed, config):
   """Evaluation of 32x32 data (CIFAR): only the training preprocessing's normalisation."""
+  tf = _tf()
   del seed
   return _normalize(tf.cast(image, tf.float32), config)
 
@@ -249,6 +285,7 @@ def vgg(image, seed, config):
   uniformly from config.vgg_scale_range (S fixed when both ends are equal), random
   config.image_size crop, flip, random RGB colour shift (the AlexNet PCA shift the paper
   cites, config.rgb_shift_std), mean-RGB subtraction."""
+  tf = _tf()
   scale_seed, crop_seed, flip_seed, shift_seed = _seeds(seed, 4)
   low, high = (int(s) for s in option(config, "vgg_scale_range"))
   _require(option(config, "image_size") <= low <= high,
@@ -268,6 +305,7 @@ def inception(image, seed, config):
   """Inception / GoogLeNet (Szegedy et al. 2015, sec. 6): a random crop covering
   config.crop_area_range of the area with aspect ratio in config.crop_aspect_range,
   resized to config.image_size, flip, scaled to [-1, 1]."""
+  tf = _tf()
   box_seed, flip_seed = _seeds(seed, 2)
   image = tf.convert_to_tensor(image)
   size = option(config, "image_size")
@@ -294,10 +332,66 @@ def center_crop(image, seed, config):
   return _normalize(center_crop_to(image, option(config, "image_size")), config)
 
 
+# --- NumPy twins: batches [B, H, W, C] uint8 with seeds [B, 2] ------------------------------
+# The same operations in the same order as the TensorFlow versions above, so the same float32
+# values to the bit (tests/test_data.py compares them).
+
+
+def _normalize_numpy(images, config):
+  affine = _scale_and_offset(config, images.shape[-1])
+  if affine is None:
+    return images / np.float32(255.0)
+  # As _normalize, over rows of W * C values (NumPy too is slow along an inner axis of 3).
+  width = images.shape[-2]
+  scale, offset = (np.tile(np.asarray(v, np.float32), width) for v in affine)
+  rows = images.reshape(-1, width * images.shape[-1]) * scale
+  rows += offset
+  return rows.reshape(images.shape)
+
+
+def _to_float_numpy(images, seeds, config):
+  del seeds
+  return _normalize_numpy(images.astype(np.float32), config)
+
+
+def _mix_numpy(x):
+  for shift, factor in _MIX:
+    x = x ^ (x >> np.uint64(shift))
+    if factor is not None:
+      x = x * np.uint64(factor)  # wraps modulo 2**64, as tf.uint64 does
+  return x
+
+
+def _draw_numpy(seeds, stream: int, n: int):
+  seeds = seeds.astype(np.uint64)
+  increment = np.uint64(_GOLDEN * (stream + 1) % 2**64)
+  h = _mix_numpy(_mix_numpy(seeds[:, 0] + increment) + seeds[:, 1])
+  return (h % np.uint64(n)).astype(np.int32)
+
+
+def _cifar_numpy(images, seeds, config):
+  _check_crop(images.shape[1], images.shape[2], config)
+  size, pad = option(config, "image_size"), option(config, "crop_padding")
+  images = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+  top = _draw_numpy(seeds, 0, images.shape[1] - size + 1)
+  left = _draw_numpy(seeds, 1, images.shape[2] - size + 1)
+  flips = (_draw_numpy(seeds, 2, 2).astype(bool) if option(config, "random_flip")
+           else np.zeros(len(images), bool))
+  crops = np.empty((len(images), size, size, images.shape[-1]), np.float32)
+  for i, (t, l, flip) in enumerate(zip(top, left, flips)):  # slices: faster than a gather
+    crop = images[i, t:t + size, l:l + size]
+    crops[i] = crop[:, ::-1] if flip else crop
+  return _normalize_numpy(crops, config)
+
+
 # These take a batch of same-size images [B, H, W, C] with seeds [B, 2] as well as one
 # image, with the same result per example; the pipeline maps them over batches.
 for _fn in (to_float, resize, cifar, normalize):
   _fn.batched = True
+# The pipeline runs these instead on batches held in memory.
+to_float.in_numpy = _to_float_numpy
+normalize.in_numpy = _to_float_numpy  # the same operations: a cast, then the normalisation
+cifar.in_numpy = _cifar_numpy
 
 PREPROCESSORS = {"to_float": to_float, "resize": resize, "cifar": cifar, "normalize": normalize,
                  "alexnet": alexnet, "vgg": vgg, "inception": inception,

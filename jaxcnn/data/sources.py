@@ -23,6 +23,7 @@ import urllib.parse
 import numpy as np
 from absl import logging
 
+from jaxcnn.data.lazy_tf import tf as _tf
 from jaxcnn.errors import UserError
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -62,11 +63,6 @@ class Split:
   @property
   def in_memory(self) -> bool:
     return isinstance(self.images, np.ndarray)
-
-
-def _tf():
-  import tensorflow as tf
-  return tf
 
 
 def decode(data, channels: int, jpeg: bool = False):
@@ -177,7 +173,7 @@ class TfdsStream:
 
   def as_dataset(self, shuffle_seed: int | None = None, input_context=None):
     """tf.data dataset of {"image": encoded bytes, "label": int64}; files shuffled by the seed."""
-    import tensorflow_datasets as tfds
+    tfds = _tfds()
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, input_context=input_context,
                                   try_autocache=False)
     ds = self.builder.as_dataset(split=self.split, shuffle_files=shuffle_seed is not None,
@@ -255,6 +251,19 @@ _TFDS = {
 }
 
 
+def _tfds():
+  _tf()  # first: it hides the accelerators from TensorFlow before tfds runs any op
+  import tensorflow_datasets as tfds
+  return tfds
+
+
+def _tfds_data_dir(data_dir: str | None) -> str:
+  """tfds's data directory, as tfds resolves it (tfds.core.constants.DATA_DIR), without
+  importing tfds: looking for a prepared copy then costs no TensorFlow import."""
+  return (data_dir or os.environ.get("TFDS_DATA_DIR")
+          or os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+
+
 def _tfds_builder(name: str, data_dir: str | None, download: bool, manual: bool = False):
   """(the prepared tfds builder or None, why not): None if it is not and cannot be prepared.
 
@@ -262,12 +271,12 @@ def _tfds_builder(name: str, data_dir: str | None, download: bool, manual: bool 
   (<data_dir>/downloads/manual), which needs no internet, so it is tried even without
   `download`.
   """
-  import tensorflow_datasets as tfds
-  root = data_dir or os.environ.get("TFDS_DATA_DIR") or tfds.core.constants.DATA_DIR
+  root = _tfds_data_dir(data_dir)
   manual_dir = os.path.join(root, "downloads", "manual")
   has_manual = manual and os.path.isdir(manual_dir) and bool(os.listdir(manual_dir))
   if not download and not has_manual and not os.path.isdir(os.path.join(root, name)):
     return None, ""  # not prepared; checked first because tfds warns about absent folders
+  tfds = _tfds()
   builder = tfds.builder(name, data_dir=data_dir or None)
   if builder.is_prepared():
     return builder, ""
@@ -314,7 +323,7 @@ def _tfds_split(name: str, split: str, data_dir: str | None, download: bool,
   builder, why = _tfds_builder(name, data_dir, download, manual)
   if builder is None:
     return why or None
-  import tensorflow_datasets as tfds
+  tfds = _tfds()
   channels = builder.info.features["image"].shape[-1] or 3
   if kind == "arrays":  # decoded once into host memory, in batches (tfds's batch_size=-1
     # sizes its one batch from the metadata, which a partial or mocked copy lacks)

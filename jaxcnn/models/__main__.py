@@ -11,7 +11,6 @@ import sys
 
 from jaxcnn import models
 from jaxcnn.errors import UserError
-from jaxcnn.models.overview import parameter_table, summarize
 
 
 def _option(text: str):
@@ -46,6 +45,7 @@ def main(argv=None) -> int:
       for name in models.list_models():
         print(f"{name:20s} {models.input_shape(name)}")
       return 0
+    from jaxcnn.models.overview import parameter_table, summarize  # flax, JAX: not for `list`
     height, width, channels = models.input_shape(args.name)
     size = args.image_size or height
     shape = (size, size if args.image_size else width, args.channels or channels)

@@ -112,10 +112,10 @@ class AlexNet(nn.Module):
     return _Head(self.num_classes, self.init_scheme, True, self.dtype, name="classifier")(x, train)
 
 
-register("alexnet", input_shape=(224, 224, 3))(accepting_init_option(AlexNet, ("torch", "paper")))
+register("alexnet")(accepting_init_option(AlexNet, ("torch", "paper")))
 
 
-@register("alexnet_d2l", input_shape=(224, 224, 1))
+@register("alexnet_d2l")
 class AlexNetD2L(nn.Module):
   """The seed's AlexNet for 224x224 Fashion-MNIST (one input channel, 10 classes)."""
   num_classes: int = 10
@@ -139,7 +139,7 @@ class AlexNetD2L(nn.Module):
         flatten(x), train)
 
 
-@register("alexnet_keras", input_shape=(224, 224, 3))
+@register("alexnet_keras")
 class AlexNetKeras(nn.Module):
   """Seed 003's Keras AlexNet (the module docstring); 17 classes in the seed."""
   num_classes: int = 1000

@@ -155,7 +155,7 @@ BLOCKS = {
 }
 
 
-@register("googlenet", input_shape=(224, 224, 3))
+@register("googlenet")
 class GoogLeNet(nn.Module):
   """GoogLeNet with batch norm (torchvision); see the module docstring for the options."""
   num_classes: int = 1000

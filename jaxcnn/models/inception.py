@@ -134,7 +134,7 @@ V2_LAYOUT = (
 )
 
 
-@register("inception_v2", input_shape=(224, 224, 3))
+@register("inception_v2")
 class InceptionV2(_V2Module):
   """BN-Inception as seed 003's Keras code builds it; see the module docstring."""
   num_classes: int = 17
@@ -294,7 +294,7 @@ class InceptionV3Aux(_V3Module):
                     bias_init=torch_default_bias_init(768), name="fc")(x)
 
 
-@register("inception_v3", input_shape=(299, 299, 3))
+@register("inception_v3")
 class InceptionV3(_V3Module):
   """torchvision's Inception-v3; see the module docstring."""
   num_classes: int = 1000

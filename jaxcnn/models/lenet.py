@@ -40,7 +40,7 @@ def _conv(features: int, in_channels: int, kernel: int, dtype, name: str) -> nn.
               bias_init=torch_default_bias_init(in_channels * kernel * kernel), name=name)
 
 
-@register("lenet5", input_shape=(28, 28, 1))
+@register("lenet5")
 class LeNet5(nn.Module):
   """d2l's LeNet-5 (sigmoid activations, max-pooling)."""
   num_classes: int = 10
@@ -92,7 +92,7 @@ class SubSampling(nn.Module):
     return x * coef.astype(self.dtype) + bias.astype(self.dtype)
 
 
-@register("lenet5_classic", input_shape=(28, 28, 1))
+@register("lenet5_classic")
 class LeNet5Classic(nn.Module):
   """LeCun et al. (1998)'s LeNet-5: scaled tanh, trainable sub-sampling, sparse C3."""
   num_classes: int = 10

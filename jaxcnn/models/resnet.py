@@ -184,21 +184,21 @@ for _name, _sizes, _bottleneck in [
     ("resnet18", (2, 2, 2, 2), False), ("resnet34", (3, 4, 6, 3), False),
     ("resnet50", (3, 4, 6, 3), True), ("resnet101", (3, 4, 23, 3), True),
     ("resnet152", (3, 8, 36, 3), True)]:
-  register(_name, input_shape=(224, 224, 3), stage_sizes=_sizes, bottleneck=_bottleneck)(ResNet)
+  register(_name, stage_sizes=_sizes, bottleneck=_bottleneck)(ResNet)
 
 for _depth in (20, 32, 44, 56, 110):
-  register(f"resnet{_depth}", input_shape=(32, 32, 3), num_classes=10,
+  register(f"resnet{_depth}", num_classes=10,
            stage_sizes=((_depth - 2) // 6,) * 3, stem="cifar", widths=(16, 32, 64),
            shortcut="A")(ResNet)
 
-register("resnet18_cifar", input_shape=(32, 32, 3), num_classes=10, stage_sizes=(2, 2, 2, 2),
+register("resnet18_cifar", num_classes=10, stage_sizes=(2, 2, 2, 2),
          stem="cifar")(ResNet)
 
 for _name, _sizes in [("plain18", (2, 2, 2, 2)), ("plain34", (3, 4, 6, 3))]:
-  register(_name, input_shape=(224, 224, 3), stage_sizes=_sizes, shortcut="none")(ResNet)
+  register(_name, stage_sizes=_sizes, shortcut="none")(ResNet)
 
 for _depth in (20, 56):
-  register(f"plain{_depth}", input_shape=(32, 32, 3), num_classes=10,
+  register(f"plain{_depth}", num_classes=10,
            stage_sizes=((_depth - 2) // 6,) * 3, stem="cifar", widths=(16, 32, 64),
            shortcut="none")(ResNet)
 
@@ -266,8 +266,8 @@ class BlogResNet(nn.Module):
                     bias_init=torch_default_bias_init(x.shape[-1]), name="outlayer")(x)
 
 
-register("resnet18_blog", input_shape=(32, 32, 3), num_classes=10)(BlogResNet)
-register("resnet_blog_small", input_shape=(32, 32, 3), num_classes=10, stem=(16, 3, 1, 1),
+register("resnet18_blog", num_classes=10)(BlogResNet)
+register("resnet_blog_small", num_classes=10, stem=(16, 3, 1, 1),
          blocks=((16, 1), (32, 1)), always_project=False, relu_after_add=False,
          head="flatten")(BlogResNet)
 
@@ -341,7 +341,7 @@ class KerasResNet(nn.Module):
                         x.reshape((x.shape[0], -1)))
 
 
-register("resnet50_keras", input_shape=(64, 64, 3), num_classes=6)(KerasResNet)
+register("resnet50_keras", num_classes=6)(KerasResNet)
 
 
 def _keras_batch_norm(train, momentum, dtype, axis_name, name):
@@ -416,4 +416,4 @@ class KerasResNet18(nn.Module):
                     kernel_init=nn.initializers.glorot_uniform(), name="fc")(x)
 
 
-register("resnet18_keras", input_shape=(224, 224, 3))(KerasResNet18)
+register("resnet18_keras")(KerasResNet18)

@@ -117,4 +117,4 @@ for _name, _options in {
     "vgg13_bn": dict(config="B", batch_norm=True), "vgg16_bn": dict(config="D", batch_norm=True),
     "vgg19_bn": dict(config="E", batch_norm=True),
 }.items():
-  register(_name, input_shape=(224, 224, 3), **_options)(_make)
+  register(_name, **_options)(_make)

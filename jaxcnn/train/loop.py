@@ -9,16 +9,16 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import parameter_overview, periodic_actions
+from clu import parameter_overview
 
-from jaxcnn import report
+from jaxcnn import compile_cache, report
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, resume, steps
 from jaxcnn.train import state as state_lib
 from jaxcnn.train.logs import RunLog, summarize
 from jaxcnn.train.preemption import Preempted, PreemptionWatch
-from jaxcnn.train.progress import EpochProgress
+from jaxcnn.train.progress import EpochProgress, ReportProgress
 
 
 class NonFiniteLoss(Exception):
@@ -99,7 +99,7 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
                  else config.num_epochs * steps_per_epoch)
   train_fn = pipeline.make_preprocess(preprocess.get(config.train_preprocess), config)
   preprocess.get(config.eval_preprocess)  # fail early on an unknown name
-  image_shape = tuple(int(d) for d in train_fn(train_split.images[0], np.zeros(2, np.int64)).shape)
+  image_shape = pipeline.example_shape(train_split, train_fn)
   model, tx = state_lib.model_and_optimizer(config, steps_per_epoch=steps_per_epoch,
                                             total_steps=total_steps,
                                             bn_axis_name=parallel.bn_axis_name)
@@ -114,9 +114,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Raises UserError for mistakes in the config or data, Preempted after a SIGTERM/SIGINT
   checkpoint, NonFiniteLoss when training diverges.
   """
+  compile_cache.listen()
+  compiles_before = compile_cache.tally()
   run = prepare(config)
   parallel = run.parallel
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # for the curves after the first epoch, while XLA compiles
+    report.import_in_background()
   state = state_lib.initial_state(config, run.model, run.tx, run.image_shape)
   train_metrics = steps.Metrics.empty()
 
@@ -170,7 +174,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       calls, lambda call: (call[0], parallel.put_batch(call[1], grouped=call[0] > 1)))
   step_kw = dict(label_smoothing=config.label_smoothing, aux_loss_weight=config.aux_loss_weight,
                  ema_decay=config.ema_decay, rollback_nonfinite=config.skip_nonfinite_steps)
-  t0 = time.time()
   example_batch = parallel.put_batch(example)
 
   def compile_for_loop(step_fn, batch, grouped=False):
@@ -183,16 +186,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   one_step = steps.accumulating(functools.partial(steps.train_step, **step_kw))
   p_train_step = compile_for_loop(one_step, example_batch)
-  p_train_steps = None  # several steps per call
-  if group_size > 1:
+  p_train_steps = None  # several steps per call, where a whole group is left to train
+  if group_size > 1 and run.total_steps - start_step >= group_size:
     zeros = {k: np.zeros((group_size, *v.shape), v.dtype) for k, v in example.items()}
     p_train_steps = compile_for_loop(steps.scanned(one_step),
                                      parallel.put_batch(zeros, grouped=True), grouped=True)
-  compile_secs = time.time() - t0
+  p_eval_step = _compile_eval_step(run, state)
   flops = parallel_lib.step_flops(parallel, functools.partial(steps.train_step, **step_kw),
                                   state, example_batch)
-  _describe(run, parallel.host_state(state).params, flops, compile_secs)
-  p_eval_step = parallel.compile_eval_step(steps.eval_step)
+  _describe(run, parallel.host_state(state).params, flops,
+            compile_cache.describe(compiles_before, compile_cache.tally()))
 
   def save(step: int, epoch: int, metrics=None, **extra):
     # Never a state after a non-finite step (the step undoes only what skip_nonfinite_steps
@@ -205,11 +208,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
               metrics=metrics)
 
   log = RunLog(workdir)
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=run.total_steps, writer=log.writer, every_secs=config.progress_every_secs)
+  report_progress = ReportProgress(num_train_steps=run.total_steps, writer=log.writer,
+                                   every_secs=config.progress_every_secs)
   bar = EpochProgress(config.batch_size, config.progress_every_secs)
   hooks = [report_progress]
-  if config.get("profile_steps", 0) and jax.process_index() == 0:
+  profiling = bool(config.get("profile_steps", 0)) and jax.process_index() == 0
+  if profiling:
+    from clu import periodic_actions  # with TensorFlow, which profiling then imports
     # A jax.profiler trace of a few steps, written for TensorBoard's profile plugin. The
     # window is counted in steps only: clu's default 3 s minimum would never close on steps
     # faster than that.
@@ -295,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise
 
   bar.close()
-  if any(isinstance(h, periodic_actions.Profile) for h in hooks):
+  if profiling:
     try:  # a profile window that reached past the last step is written now
       jax.profiler.stop_trace()
     except RuntimeError:  # it had already closed
@@ -338,7 +343,21 @@ def _dispatch_plan(host_batches, start_step: int, group_size: int, ends_a_call):
     step += n
 
 
-def _describe(run: Run, params, step_flops: float, compile_secs: float) -> None:
+def _compile_eval_step(run: Run, state):
+  """The eval step, compiled now under jit (for the examples the evaluation will pass it), so
+  that the run reports its compilation before the first step; pmap compiles at the first call."""
+  parallel, config = run.parallel, run.config
+  p_eval_step = parallel.compile_eval_step(steps.eval_step)
+  if parallel.name != "jit":
+    return p_eval_step
+  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
+  local = config.eval_batch_size // jax.process_count()
+  batch = {"image": np.zeros((local, *pipeline.example_shape(run.test_split, fn)), np.float32),
+           "label": np.zeros(local, np.int32), "mask": np.zeros(local, bool)}
+  return p_eval_step.lower(state, parallel.put_batch(batch)).compile()
+
+
+def _describe(run: Run, params, step_flops: float, compilation: str) -> None:
   """What a researcher wants to see before the first step."""
   if jax.process_index() != 0:
     return
@@ -356,7 +375,8 @@ def _describe(run: Run, params, step_flops: float, compile_secs: float) -> None:
   if step_flops > 0:
     mflops = step_flops * programs / run.config.batch_size / 1e6
     print(f"Train step: {mflops:,.1f} MFLOPs per example (forward + backward, XLA cost "
-          f"analysis); compiled in {compile_secs:.1f} s.", flush=True)
+          f"analysis).", flush=True)
+  print(compilation, flush=True)
   print(f"{run.steps_per_epoch} steps per epoch, {run.total_steps} steps in all.", flush=True)
   print("Config:\n" + str(run.config), flush=True)
 

@@ -24,6 +24,7 @@ MAY_CHANGE = frozenset({
     "data_dir", "download", "cache_decoded_mb",  # where the same data is read from
     "skip_nonfinite_steps",  # what a diverged run's error message suggests
     "init_from", "init_from_layers",  # read only by a run's first start
+    "compilation_cache",  # where compiled programs are kept
 })
 
 

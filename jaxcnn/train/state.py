@@ -30,15 +30,32 @@ class TrainState(train_state.TrainState):
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        image_shape: tuple[int, ...], seed: int, ema: bool = False) -> TrainState:
-  init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
-  # Compiled: run op by op, initialising a network costs 15-25 s on a busy 2-core host.
-  init = jax.jit(lambda keys, x: model.init(keys, x, train=False))
-  variables = init({"params": init_key, "dropout": init_key},
-                   jnp.zeros((1, *image_shape), jnp.float32))
-  params = variables["params"]
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           batch_stats=variables.get("batch_stats", {}), rng=state_key,
-                           ema_params=jax.tree.map(jnp.copy, params) if ema else None)
+  def create(x):
+    init_key, state_key = jax.random.split(jax.random.PRNGKey(seed))
+    variables = model.init({"params": init_key, "dropout": init_key}, x, train=False)
+    params = variables["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             batch_stats=variables.get("batch_stats", {}), rng=state_key,
+                             ema_params=jax.tree.map(jnp.copy, params) if ema else None)
+
+  # One compiled program: op by op, initialising a network (and the optimizer's state, a few
+  # arrays per parameter) would be as many small programs to compile, or load from the cache.
+  x = jnp.zeros((1, *image_shape), jnp.float32)
+  state = jax.jit(create).lower(x).compile(_init_compiler_options())(x)
+  return state.replace(step=0)  # a Python int, as TrainState.create leaves it
+
+
+def _init_compiler_options() -> dict | None:
+  """XLA options for compiling a network's initialisation, a program run once per process.
+
+  On the CPU, LLVM's optimisation of its random-number code (threefry) at XLA's default
+  backend level (2) takes most of a cold start; level 1 compiles it several times faster and
+  gives the same parameters to the bit (tests/test_models.py; docs/speed.md lists the
+  networks checked). A process that turned most optimisations off keeps them off.
+  """
+  if jax.default_backend() != "cpu" or jax.config.values.get("jax_disable_most_optimizations"):
+    return None
+  return {"xla_backend_optimization_level": 1}
 
 
 def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = None) -> nn.Module:

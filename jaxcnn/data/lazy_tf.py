@@ -1,0 +1,16 @@
+"""TensorFlow, imported on first use.
+
+It is the input pipeline's engine for encoded images, tfds datasets and the preprocessings
+without a NumPy twin (jaxcnn/data/preprocess.py); a run on data held in memory with a
+preprocessing that has one never pays for its import (docs/speed.md, "Start-up").
+"""
+import functools
+
+
+@functools.cache
+def tf():
+  import tensorflow
+  # TensorFlow only feeds the input pipeline: keep it off the accelerators JAX needs. (Before
+  # it runs any op: afterwards its devices can no longer be changed.)
+  tensorflow.config.set_visible_devices([], "GPU")
+  return tensorflow
