@@ -97,7 +97,7 @@ def _train_setup(name: str, num_classes: int, shape, batch_fn=None):
   tx = optax.sgd(0.01, momentum=0.9)
   parallel = JitParallel(jax.devices()[:1])
   # Initialised under jit: one compilation instead of one per operation.
-  state = parallel.put_state(jax.jit(lambda: create_train_state(model, tx, shape, 0))())
+  state = parallel.put_state(create_train_state(model, tx, shape, 0))
   return parallel, state, parallel.compile_train_step(steps.train_step)
 
 

@@ -19,6 +19,7 @@ def get_config():
   config.eval_preprocess = "resize"
   config.image_size = 224
   config.batch_size = 128
+  config.drop_remainder = False  # seed 000's DataLoader keeps the last partial batch: 469 steps an epoch
   config.eval_batch_size = 500
   config.num_epochs = 5
   config.optimizer = "adam"

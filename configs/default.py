@@ -42,6 +42,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256
   c.num_epochs = 5
   c.num_train_steps = -1  # -1: num_epochs * steps per epoch
+  # True: an epoch is its whole batches (the papers' iteration counts). False: the last partial
+  # batch is trained too, padded to the compiled shape and masked (PyTorch's DataLoader and
+  # Keras' fit: 235 steps per Fashion-MNIST epoch at batch 256).
+  c.drop_remainder = True
   # Optimisation.
   c.optimizer = "adam"  # adam | adamw | sgd
   c.learning_rate = 1e-3
@@ -60,8 +64,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 0.0  # 0: no clipping
   c.label_smoothing = 0.0
   c.ema_decay = 0.0  # Polyak / EMA averaging of the parameters for evaluation; 0: off
-  # Reduce-on-plateau (divide the learning rate when test accuracy stops improving) and
-  # early stopping; 0 disables each. Their state is saved with every checkpoint.
+  # What reduce-on-plateau, early stopping and the best checkpoint watch, with Keras's rules
+  # (jaxcnn/train/monitor.py): val_accuracy | val_loss, of the split evaluated every epoch;
+  # monitor_mode auto (a loss goes down, an accuracy up) | min | max.
+  c.monitor = "val_accuracy"
+  c.monitor_mode = "auto"
+  # Reduce-on-plateau (divide the learning rate when the monitored metric stops improving) and
+  # early stopping; 0 disables each. Their state is saved with every checkpoint. A run with
+  # either calls its evaluated split "validation" (it chooses how training goes), else "test".
   c.plateau_patience = 0
   c.plateau_factor = 0.1
   c.plateau_max_reductions = 3
@@ -90,6 +100,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 0  # 0: only at epoch ends (and on preemption)
   c.log_every_steps = 100  # host-device sync interval: non-finite check
   c.skip_nonfinite_steps = False  # False: stop at a non-finite loss; True: skip the step
-  c.keep_checkpoints = 3  # the latest N; the best by test accuracy is kept as well
+  c.keep_checkpoints = 3  # the latest N; the best by config.monitor is kept as well
   c.progress_every_secs = 30.0
   return c

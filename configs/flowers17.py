@@ -2,8 +2,9 @@
 
 Source: seed 003 trains AlexNet, VGG-16 and Inception-v2 in Keras on tflearn's oxflower17
 (1,360 images, 80 per class, resized to 224x224), an 80/20 train_test_split, batch 64,
-up to 100 epochs, EarlyStopping(patience=30, min_delta=1e-4) and ModelCheckpoint keeping
-the best model by validation loss (here: the best by test accuracy, kept by Orbax).
+up to 100 epochs, EarlyStopping(patience=30, min_delta=1e-4) and
+ModelCheckpoint(save_best_only=True), both watching Keras's default, val_loss (the held-out
+20%, which the seed passes as validation_data).
 Data: the images as a class-per-folder directory (17 folders):
   --config.data_dir=PATH/TO/flowers17
 """
@@ -20,9 +21,11 @@ def get_config():
   config.eval_preprocess = "resize"
   config.resize_antialias = True  # the seed's images come resized by PIL, antialiased
   config.batch_size = 64
+  config.drop_remainder = False  # Keras' fit trains the last partial batch too
   config.eval_batch_size = 64
   config.num_epochs = 100
   config.optimizer = "adam"
+  config.monitor = "val_loss"  # Keras's callbacks' default
   config.early_stopping_patience = 30
   config.early_stopping_min_delta = 1e-4
   return config

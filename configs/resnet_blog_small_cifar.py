@@ -16,6 +16,7 @@ def get_config():
   config.train_preprocess = "to_float"
   config.eval_preprocess = "to_float"
   config.batch_size = 32
+  config.drop_remainder = False  # seed 000's DataLoader keeps the last partial batch
   config.optimizer = "adam"
   config.learning_rate = 1e-3
   config.num_epochs = 1000

@@ -19,7 +19,7 @@ from jaxcnn.train.parallel import JitParallel
 
 
 def find_step(ckpt: checkpoint.Checkpointer, which: str) -> int:
-  """`which`: "best" (by test accuracy; the latest if none is ranked), "latest", or a step."""
+  """`which`: "best" (by the run's config.monitor; the latest if none is ranked), "latest", or a step."""
   if which == "best":
     step = ckpt.best_step() or ckpt.latest_step()
   elif which == "latest":
@@ -57,7 +57,7 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
   precision and EMA, whatever the evaluating config says about them. An EMA run is
   evaluated with its averaged parameters (TrainState.eval_params).
   """
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = checkpoint.Checkpointer.of_workdir(workdir)
   step = find_step(ckpt, which)
   record = ckpt.read_record(step)
   trained = trained_config(record, workdir, config)

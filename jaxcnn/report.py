@@ -39,7 +39,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
-  """Loss and accuracy per epoch, train against test, as the seeds plot them with pandas."""
+  """Loss and accuracy per epoch, train against the evaluated split, as the seeds plot them."""
   rows = read_metrics(workdir)
   if not rows:
     return None
@@ -47,7 +47,7 @@ def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
   from matplotlib.ticker import MaxNLocator
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
   for ax, metric in zip(axes, ("loss", "accuracy")):
-    for split, style in (("train", "o-"), ("test", "s--")):
+    for split, style in (("train", "o-"), ("validation", "s--"), ("test", "s--")):
       # A resumed run may log an epoch twice; the later row wins.
       points = {r["epoch"]: r[metric] for r in rows if r["split"] == split and metric in r}
       if points:

@@ -125,7 +125,8 @@ def test_recipe_trains_two_steps_and_evaluates(name, tmp_path, monkeypatch):
   assert np.isfinite(summary["loss"]) and 0.0 <= summary["accuracy"] <= 1.0
   with open(tmp_path / "metrics.jsonl") as f:
     records = [json.loads(line) for line in f]
-  test = [r for r in records if r.get("split") == "test"]
-  assert test and test[-1]["step"] == 2
+  from jaxcnn.train import monitor
+  evaluated = [r for r in records if r.get("split") == monitor.split_name(config)]
+  assert evaluated and evaluated[-1]["step"] == 2
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["model"] == recipe["model"]

@@ -4,13 +4,15 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from configs import default, lenet_fashion_mnist
 from jaxcnn import models
-from jaxcnn.train import loop, optim, parallel as parallel_lib, steps
+from jaxcnn.errors import UserError
+from jaxcnn.train import loop, monitor, optim, parallel as parallel_lib, steps
 from jaxcnn.train.state import create_train_state
 
 
@@ -98,8 +100,44 @@ def test_ema_parameters_follow_the_polyak_average_and_are_evaluated():
       float(steps.cross_entropy(logits, batch["label"], 10).mean()), rel=1e-5)
 
 
-def test_plateau_and_early_stopping_are_saved_and_honoured_on_rerun(tmp_path, capsys):
+def test_early_stopping_on_val_loss_stops_where_keras_does():
+  """Keras's EarlyStopping(monitor="val_loss", patience=3, min_delta=0.1) on this sequence:
+  epoch 2 (0.95) is lower but not by 0.1, epoch 3 (0.85) improves on 1.0 by more, and epochs
+  4-6 do not improve on 0.85 by 0.1, so it stops after epoch 6. ModelCheckpoint(
+  save_best_only=True) saves at every strictly lower loss: epochs 1, 2, 3, 5, 6."""
+  config = _config(monitor="val_loss", early_stopping_patience=3, early_stopping_min_delta=0.1)
+  plateau, watched = optim.Plateau.from_config(config), monitor.Monitor.from_config(config)
+  assert (plateau.mode, watched.mode) == ("min", "min")
+  losses = [1.0, 0.95, 0.85, 0.86, 0.80, 0.79, 0.78]
+  stops, saves = [], []
+  for epoch, loss in enumerate(losses, 1):
+    if watched.update(loss):
+      saves.append(epoch)
+    if plateau.update(loss)[1]:
+      stops.append(epoch)
+      break
+  assert stops == [6] and saves == [1, 2, 3, 5, 6]
+  assert monitor.Monitor.from_config(ml_collections.ConfigDict({"monitor": "val_accuracy"})).mode == "max"
+  with pytest.raises(UserError, match="config.monitor='val_acc'"):
+    monitor.Monitor.from_config(ml_collections.ConfigDict({"monitor": "val_acc"}))
+
+
+def test_the_best_checkpoint_by_val_loss_is_the_lowest(tmp_path):
+  from jaxcnn.train import checkpoint
+  ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1, best_metric="val_loss", best_mode="min")
+  state, metrics = {"w": jnp.zeros(3)}, {"m": jnp.zeros(2)}
+  for step, loss in ((1, 0.9), (2, 0.5), (3, None), (4, 0.7), (5, None)):
+    ckpt.save(step, state, {"model": "none"}, train_metrics=metrics,
+              metrics=None if loss is None else {"val_loss": loss})
+  ckpt.wait()
+  assert ckpt.best_step() == 2 and ckpt.manager.all_steps() == [2, 5]
+  ckpt.close()
+
+
+@pytest.mark.parametrize("watch", ["val_accuracy", "val_loss"])
+def test_plateau_and_early_stopping_are_saved_and_honoured_on_rerun(tmp_path, capsys, watch):
   config = lenet_fashion_mnist.get_config()
+  config.monitor = watch
   # Random images: at learning rate 0 no data improves, so the data's size is only time.
   config.update(dict(dataset="synthetic", synthetic_image_shape=(28, 28, 1),
                      synthetic_train_examples=1024, synthetic_test_examples=500,
@@ -112,11 +150,14 @@ def test_plateau_and_early_stopping_are_saved_and_honoured_on_rerun(tmp_path, ca
   assert "Early stopping" in out
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert max(r["epoch"] for r in rows) == 3
+  assert {r["split"] for r in rows} == {"train", "validation"}  # the split that selects
+  assert f"{watch} has not improved for 1 epoch(s)" in out and " val acc " in out
   par = parallel_lib.JitParallel()
   from jaxcnn.train import checkpoint
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = checkpoint.Checkpointer.of_workdir(workdir)
   record = ckpt.read_record(ckpt.latest_step())
   assert record["stopped_early"] and record["plateau"]["reductions"] == 2
+  assert ckpt.best_step() == 4  # epoch 1: no later epoch beats it
   ckpt.close()
   assert loop.train_and_evaluate(config, workdir) == {}
   assert "stopped early" in capsys.readouterr().out

@@ -88,6 +88,7 @@ def test_a_cache_directory_that_cannot_be_made_is_a_usage_error(tmp_path):
 
 def test_scalars_are_written_as_tensorboard_reads_them(tmp_path):
   from tensorboard.backend.event_processing import event_accumulator
+  assert events.crc32c(b"123456789") == 0xE3069283  # CRC-32C's check value
   writer = events.ScalarWriter(str(tmp_path))
   writer.write_scalars(3, {"train_loss": 1.25, "test_accuracy": 0.5})
   writer.write_scalars(7, {"train_loss": 0.75})

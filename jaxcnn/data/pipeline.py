@@ -186,38 +186,59 @@ def _grouped(ds, group_size: int, offset: int):
   return ds.take(head).batch(head).concatenate(grouped) if head else grouped
 
 
+def steps_per_epoch(num_examples: int, global_batch_size: int, drop_remainder: bool = True) -> int:
+  """Training steps in an epoch: whole batches only, or with the last partial batch too (as
+  PyTorch's DataLoader and Keras' fit, drop_remainder=False)."""
+  if drop_remainder:
+    return num_examples // global_batch_size
+  return -(-num_examples // global_batch_size)
+
+
 def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step: int,
                   preprocess: Callable, process_index: int = 0, process_count: int = 1,
-                  prefetch: int = 2, group_size: int = 1) -> Iterator[Batch]:
+                  prefetch: int = 2, group_size: int = 1,
+                  drop_remainder: bool = True) -> Iterator[Batch]:
   """Endless iterator of this host's share of the global batches, from `start_step` on.
 
   With `group_size` > 1 each element holds up to that many consecutive batches along a new
   leading axis (see `_grouped`), for a compiled step that runs several steps per call; the
   host then handles one element per group.
+
+  With `drop_remainder` False every example of an epoch is trained: the epoch's last batch
+  holds the examples left, padded to the batch's shape, and every batch carries `mask` (True
+  for real examples), which the train step uses to leave padding out of the loss, the
+  gradient and the batch-norm statistics.
   """
   if global_batch_size % process_count:
     raise ValueError("The global batch must divide over the processes.")
   local = global_batch_size // process_count
-  steps_per_epoch = split.num_examples // global_batch_size
-  if steps_per_epoch == 0:
+  epoch_steps = steps_per_epoch(split.num_examples, global_batch_size, drop_remainder)
+  if epoch_steps == 0:
     raise UserError(f"The global batch size {global_batch_size} is larger than the "
                     f"{split.num_examples} training examples.")
   if isinstance(split.images, sources.TfdsStream):
+    if not drop_remainder:
+      raise UserError("config.drop_remainder=False is not supported for datasets streamed "
+                      "from tfds (ImageNet): set --config.drop_remainder=True.")
     yield from _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
                                      process_index, process_count, prefetch, group_size)
     return
-  epoch, offset = divmod(start_step, steps_per_epoch)
+  epoch, offset = divmod(start_step, epoch_steps)
   while True:
     order = epoch_permutation(split.num_examples, seed, epoch)
-    positions = np.arange(steps_per_epoch * global_batch_size)
+    positions = np.arange(epoch_steps * global_batch_size)
     # [steps, processes, local] -> this host's columns, from the resume offset on.
-    grid = positions.reshape(steps_per_epoch, process_count, local)[offset:, process_index]
+    grid = positions.reshape(epoch_steps, process_count, local)[offset:, process_index]
     mine = grid.reshape(-1)
-    indices, seeds = order[mine], _example_seeds(seed, epoch, mine)
+    mask = None if drop_remainder else mine < split.num_examples
+    # Padding repeats the epoch's first example (never trained on: its mask is False).
+    indices = order[mine] if drop_remainder else order[np.where(mask, mine, 0)]
+    seeds = _example_seeds(seed, epoch, mine)
     if (twin := _numpy_twin(split, preprocess)) is not None:
-      yield from _numpy_elements(split, indices, seeds, twin, local, group_size, offset)
+      yield from _numpy_elements(split, indices, seeds, twin, local, group_size, offset, mask)
     else:
-      ds = _preprocessed_batches(split, indices, seeds, preprocess, local, drop_remainder=True)
+      ds = _preprocessed_batches(split, indices, seeds, preprocess, local, mask=mask,
+                                 drop_remainder=True)
       ds = _grouped(ds, group_size, offset).prefetch(prefetch)
       yield from _read(ds, split, indices, local * group_size)
     epoch, offset = epoch + 1, 0

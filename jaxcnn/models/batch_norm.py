@@ -7,7 +7,8 @@ norm makes two passes each way (onednn.cc): ResNet-20's step 188 -> 173 ms (one 
 jaxcnn.models.conv takes oneDNN's convolutions (float32 on the CPU, not traced for GSPMD),
 for the usual case: training statistics of an NHWC batch over its batch, height and width,
 with scale and bias, without a mask or synchronisation across devices (`axis_name`).
-Everything else is nn.BatchNorm itself.
+Training statistics with a `mask` (a padded last batch, config.drop_remainder=False) are
+computed here too: see `_masked_statistics`. Everything else is nn.BatchNorm itself.
 """
 import functools
 
@@ -50,13 +51,39 @@ def _normalise_backward(epsilon, residuals, cotangents):
 _normalise.defvjp(_normalise_forward, _normalise_backward, symbolic_zeros=True)
 
 
+def _masked_statistics(x, mask, axis_name):
+  """(mean, biased variance) over all axes but the last, of the examples where `mask` [B]
+  is True, as flax's fast variance (E[x^2] - E[x]^2, in float32).
+
+  Written here because flax's masked statistics average each replica's masked mean with
+  equal weights (`lax.pmean`), which is wrong when the replicas hold different numbers of
+  real examples; here sums and counts are added over `axis_name` first. Without `axis_name`
+  (one replica's own statistics) a share that is all padding is normalised by its own
+  statistics, which no loss sees; the train step leaves them out of the running averages.
+  """
+  m = mask.reshape(mask.shape[0], *(1,) * (x.ndim - 1)).astype(jnp.float32)
+  if axis_name is None:
+    m = jnp.where(jnp.any(mask), m, 1.0)
+  axes = tuple(range(x.ndim - 1))
+  x = x.astype(jnp.float32)
+  sums = jnp.stack([jnp.sum(x * m, axes), jnp.sum(jnp.square(x) * m, axes)])
+  count = jnp.sum(m) * (x.size // (x.shape[0] * x.shape[-1]))  # positions per example
+  if axis_name is not None:
+    sums, count = jax.lax.psum((sums, count), axis_name)
+  mean, mean2 = sums / jnp.maximum(count, 1.0)
+  return mean, jnp.maximum(0.0, mean2 - jnp.square(mean))
+
+
 class BatchNorm(nn.BatchNorm):
-  """nn.BatchNorm; training statistics on the CPU through oneDNN (module docstring)."""
+  """nn.BatchNorm; training statistics on the CPU through oneDNN, and with a mask, counted
+  over the replicas (module docstring)."""
 
   @nn.compact
   def __call__(self, x, use_running_average=None, *, mask=None):
     running = module_lib.merge_param("use_running_average", self.use_running_average,
                                      use_running_average)
+    if mask is not None and not running and self.axis in (-1, x.ndim - 1):
+      return self._masked(x, mask)
     fast = (not running and mask is None and not self.is_initializing()
             and x.ndim == 4 and self.axis in (-1, 3) and self.axis_name is None
             and self.use_scale and self.use_bias and x.dtype == jnp.float32
@@ -73,3 +100,22 @@ class BatchNorm(nn.BatchNorm):
     ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
     ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
     return y
+
+  def _masked(self, x, mask):
+    """Training with a mask over the batch: statistics of the real examples only."""
+    features = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
+    mean, var = _masked_statistics(x, mask, self.axis_name)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    # As flax's normalisation: (x - mean) * (rsqrt(var + eps) * scale) + bias.
+    y = x.astype(jnp.float32) - mean
+    mul = jax.lax.rsqrt(var + self.epsilon)
+    if self.use_scale:
+      mul = mul * self.param("scale", self.scale_init, features, self.param_dtype)
+    y = y * mul
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, features, self.param_dtype)
+    return y.astype(self.dtype or x.dtype)

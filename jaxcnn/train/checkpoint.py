@@ -1,12 +1,15 @@
 """Orbax checkpoints of the train state, the epoch's running metrics and a JSON record.
 
-Kept: the latest `keep` checkpoints and the best one by test accuracy. Orbax writes each
+Kept: the latest `keep` checkpoints and the best one by the monitored metric
+(config.monitor: only an epoch that beat every earlier one saves it, as Keras's
+ModelCheckpoint(save_best_only=True) keeps its file). Orbax writes each
 checkpoint into a temporary directory and renames it when complete, so a save interrupted at
 any moment never damages an earlier checkpoint. A checkpoint that cannot be read is moved
 aside to `WORKDIR/checkpoints.damaged/` (never deleted) and the previous one is used; one
 written by another config is refused, never set aside (jaxcnn/train/resume.py).
 Nothing is pickled: arrays go to tensorstore, the record to JSON.
 """
+import json
 import os
 import shutil
 import time
@@ -22,7 +25,8 @@ from orbax.checkpoint._src.metadata import array_metadata_store
 
 from jaxcnn.errors import UserError
 
-BEST_METRIC = "test_accuracy"
+# The metric that checkpoints of runs before config.monitor were ranked by (val_accuracy).
+EARLIER_BEST_METRIC = "test_accuracy"
 
 
 # Orbax writes a replicated array "replica-parallel" by default: each of its D devices writes
@@ -60,18 +64,23 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _best_metric(metrics: dict[str, float]) -> float:
-  return metrics[BEST_METRIC]
-
-
 class Checkpointer:
-  def __init__(self, directory: str, keep: int = 3):
+  def __init__(self, directory: str, keep: int = 3, best_metric: str = "val_accuracy",
+               best_mode: str = "max"):
+    """`best_metric` (going up or down as `best_mode` says) ranks the checkpoints saved with
+    metrics; the best of them is kept beside the latest `keep`."""
     self.directory = os.path.abspath(directory)
+
+    def rank(metrics: dict[str, float]) -> float:
+      if best_metric not in metrics and best_metric == "val_accuracy":
+        return metrics[EARLIER_BEST_METRIC]
+      return metrics[best_metric]
+
     options = ocp.CheckpointManagerOptions(
-        best_fn=_best_metric, best_mode="max",
+        best_fn=rank, best_mode=best_mode,
         preservation_policy=policies.AnyPreservationPolicy([
             policies.LatestN(n=keep),
-            policies.BestN(get_metric_fn=_best_metric, reverse=False, n=1,
+            policies.BestN(get_metric_fn=rank, reverse=best_mode == "min", n=1,
                            keep_checkpoints_without_metrics=False),
         ]),
         create=True)
@@ -81,6 +90,27 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=(*_TREE_ITEMS, "record"),
         item_handlers={**handlers, "record": ocp.JsonCheckpointHandler()})
+
+  @classmethod
+  def for_config(cls, directory: str, config, keep: int = 3) -> "Checkpointer":
+    """Ranked by what `config` monitors (config.monitor, config.monitor_mode)."""
+    from jaxcnn.train.monitor import Monitor  # noqa: PLC0415  (monitor imports no Orbax)
+    watched = Monitor.from_config(config)
+    return cls(directory, keep=keep, best_metric=watched.name, best_mode=watched.mode)
+
+  @classmethod
+  def of_workdir(cls, workdir: str, directory: str | None = None) -> "Checkpointer":
+    """The checkpoints of a trained run (`directory`, else WORKDIR/checkpoints), ranked by
+    what its config.json monitors (val_accuracy where it has none)."""
+    import ml_collections  # noqa: PLC0415
+    config = {}
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        config = json.load(f)
+    return cls.for_config(directory or os.path.join(workdir, "checkpoints"),
+                          ml_collections.ConfigDict({k: config[k] for k in
+                                                     ("monitor", "monitor_mode") if k in config}))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

@@ -15,10 +15,14 @@ from jaxcnn import compile_cache, report
 from jaxcnn.data import pipeline, preprocess, sources
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, resume, steps
-from jaxcnn.train import state as state_lib
+from jaxcnn.train import monitor as monitor_lib, state as state_lib
 from jaxcnn.train.logs import RunLog, summarize
+from jaxcnn.train.monitor import Monitor
 from jaxcnn.train.preemption import Preempted, PreemptionWatch
 from jaxcnn.train.progress import EpochProgress, ReportProgress
+
+
+_SHORT = {"test": "test", "validation": "val"}  # the epoch line's names of the evaluated split
 
 
 class NonFiniteLoss(Exception):
@@ -91,7 +95,8 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
     raise UserError(f"config.num_classes={config.num_classes} but {config.dataset} has "
                     f"{len(train_split.class_names)} classes: set "
                     f"--config.num_classes={len(train_split.class_names)}.")
-  steps_per_epoch = train_split.num_examples // config.batch_size
+  steps_per_epoch = pipeline.steps_per_epoch(train_split.num_examples, config.batch_size,
+                                             config.get("drop_remainder", True))
   if steps_per_epoch == 0:
     raise UserError(f"config.batch_size={config.batch_size} is larger than the "
                     f"{train_split.num_examples} training examples.")
@@ -99,6 +104,7 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
                  else config.num_epochs * steps_per_epoch)
   train_fn = pipeline.make_preprocess(preprocess.get(config.train_preprocess), config)
   preprocess.get(config.eval_preprocess)  # fail early on an unknown name
+  Monitor.from_config(config)  # and on an unknown monitor
   image_shape = pipeline.example_shape(train_split, train_fn)
   model, tx = state_lib.model_and_optimizer(config, steps_per_epoch=steps_per_epoch,
                                             total_steps=total_steps,
@@ -127,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if fresh and (moved := checkpoint.move_aside(ckpt_dir)):
     _print(f"--fresh: moved the earlier checkpoints to {moved}.")
-  ckpt = checkpoint.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer.for_config(ckpt_dir, config, keep=config.keep_checkpoints)
   config_file = os.path.join(workdir, "config.json")
   changed = []
 
@@ -141,10 +147,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with open(config_file, "w") as f:
       f.write(config.to_json_best_effort(indent=2))
   plateau = optim.Plateau.from_config(config)
+  watched = Monitor.from_config(config)
+  eval_split = monitor_lib.split_name(config)
   if restored is not None:
     state, train_metrics, record = restored
     train_metrics = parallel.host_state(train_metrics)
     plateau = optim.Plateau.from_config(config, record.get("plateau"))
+    watched = Monitor.from_config(config, record.get("monitor_best"))
     _print(f"Resuming from the checkpoint at step {record['step']} (epoch {record['epoch']}).")
     if changed:
       _print(resume.describe(changed))
@@ -164,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       run.train_split, global_batch_size=config.batch_size, seed=config.seed,
       start_step=start_step, preprocess=run.train_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      group_size=group_size)
+      group_size=group_size, drop_remainder=config.get("drop_remainder", True))
   first = next(host_batches)
   example = {k: v[0] for k, v in first.items()} if group_size > 1 else first
   calls = _dispatch_plan(itertools.chain([first], host_batches), start_step, group_size,
@@ -201,7 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # Never a state after a non-finite step (the step undoes only what skip_nonfinite_steps
     # needs undone): raises NonFiniteLoss first.
     running = _check_finite(parallel.metrics(train_metrics), config)
-    record = {**run.record(epoch, step), "plateau": plateau.state(), **extra}
+    record = {**run.record(epoch, step), "plateau": plateau.state(),
+              "monitor_best": watched.best, **extra}
     ckpt.save(step, parallel.checkpointable(state), record,
               train_metrics=parallel_lib.replicate_on_mesh(parallel.host_state(running),
                                                            parallel.replicated),
@@ -260,28 +270,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           test_summary = evaluate(p_eval_step, parallel, state, run.test_split, config)
           epoch_time = time.time() - epoch_start
           log.write_split(step=step, epoch=epoch, split="train", summary=train_summary)
-          log.write_split(step=step, epoch=epoch, split="test", summary=test_summary)
+          log.write_split(step=step, epoch=epoch, split=eval_split, summary=test_summary)
           log.flush()
           if jax.process_index() == 0:
             report.plot_curves(workdir)
           _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
                  f"train acc {train_summary['accuracy']:.3f}, "
-                 f"test acc {test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
+                 f"{_SHORT[eval_split]} acc {test_summary['accuracy']:.3f}, "
+                 f"time {epoch_time:.1f} sec "
                  f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
           train_metrics = parallel.put_state(steps.Metrics.empty())
-          reduce, stop = plateau.update(test_summary["accuracy"])
+          value = watched.value(test_summary)
+          best_so_far = watched.update(value)
+          reduce, stop = plateau.update(value)
           if reduce:
             host = parallel.host_state(state)
             scale = optim.lr_scale(host.opt_state) * plateau.factor
             state = parallel.put_state(
                 host.replace(opt_state=optim.with_lr_scale(host.opt_state, scale)))
-            _print(f"Test accuracy has not improved for {plateau.patience} epoch(s): learning "
+            _print(f"{watched.name} has not improved for {plateau.patience} epoch(s): learning "
                    f"rate x{scale:g} (reduction {plateau.reductions} of {plateau.max_reductions}).")
           if stop or epoch % config.checkpoint_every_epochs == 0 or step == run.total_steps:
-            save(step, epoch, metrics={checkpoint.BEST_METRIC: test_summary["accuracy"]},
+            # Ranked only where it beat every earlier epoch (Keras's save_best_only).
+            save(step, epoch, metrics={watched.name: value} if best_so_far else None,
                  stopped_early=stop)
           if stop:
-            _print(f"Early stopping: no improvement of test accuracy for "
+            _print(f"Early stopping: no improvement of {watched.name} for "
                    f"{plateau.stop_patience} epochs (best {plateau.best:.4f}, kept as the best "
                    f"checkpoint {ckpt.best_step()}).")
             break

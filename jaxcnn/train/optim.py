@@ -12,6 +12,7 @@ import ml_collections
 import optax
 
 from jaxcnn.errors import UserError
+from jaxcnn.train import monitor
 
 SCHEDULES = ("constant", "cosine", "piecewise", "exponential")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -91,12 +92,14 @@ def with_lr_scale(opt_state, scale: float):
 
 @dataclasses.dataclass
 class Plateau:
-  """Reduce-on-plateau and early stopping on a validation metric that should go up.
+  """Reduce-on-plateau and early stopping on the monitored validation metric (config.monitor;
+  jaxcnn/train/monitor.py has the rules), going up or down as `mode` says.
 
   Written here because optax's reduce_on_plateau watches the training loss inside the step,
-  while the papers watch validation accuracy between epochs. Its fields go into the
-  checkpoint record, so a resumed run continues the same count.
+  while the papers and Keras's callbacks watch a validation metric between epochs. Its fields
+  go into the checkpoint record, so a resumed run continues the same count.
   """
+  mode: str = "max"
   factor: float = 0.1
   patience: int = 0  # epochs without improvement before reducing; 0 disables
   max_reductions: int = 3
@@ -109,7 +112,7 @@ class Plateau:
 
   def update(self, value: float) -> tuple[bool, bool]:
     """Records an epoch's metric; returns (reduce the learning rate now, stop now)."""
-    if self.best is None or value > self.best + self.min_delta:
+    if monitor.improves(value, self.best, self.mode, self.min_delta):
       self.best, self.bad_epochs, self.stale_epochs = value, 0, 0
       return False, False
     self.bad_epochs += 1
@@ -127,7 +130,8 @@ class Plateau:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, saved: dict | None = None) -> "Plateau":
-    p = cls(factor=config.plateau_factor, patience=config.plateau_patience,
+    watched = monitor.Monitor.from_config(config)
+    p = cls(mode=watched.mode, factor=config.plateau_factor, patience=config.plateau_patience,
             max_reductions=config.plateau_max_reductions, min_delta=config.early_stopping_min_delta,
             stop_patience=config.early_stopping_patience)
     for k, v in (saved or {}).items():

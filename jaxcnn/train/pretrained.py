@@ -26,9 +26,10 @@ COLLECTIONS = ("params", "batch_stats")
 
 def _checkpoint_dir(path: str) -> str:
   """The `state` item of the best (else latest) checkpoint under a workdir or checkpoints dir."""
-  for directory in (os.path.join(path, "checkpoints"), path):
+  for directory, workdir in ((os.path.join(path, "checkpoints"), path),
+                             (path, os.path.dirname(os.path.abspath(path)))):
     if os.path.isdir(directory) and any(s.isdigit() for s in os.listdir(directory)):
-      ckpt = checkpoint.Checkpointer(directory)
+      ckpt = checkpoint.Checkpointer.of_workdir(workdir, directory)
       step = ckpt.best_step() or ckpt.latest_step()
       ckpt.close()
       return os.path.join(directory, str(step), "state")

@@ -1,7 +1,9 @@
 """Pure train and eval steps. They know nothing of devices: parallel.py compiles them."""
+import functools
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -81,6 +83,24 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+def _masking_batch_norm(mask: jax.Array):
+  """A flax method interceptor that gives every BatchNorm call in training the batch's mask,
+  so that batch norm takes its statistics from the real examples alone; no network needs a
+  mask argument of its own."""
+  def interceptor(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+      kwargs = {**kwargs, "mask": mask}
+    return next_fun(*args, **kwargs)
+  return nn.intercept_methods(interceptor)
+
+
+def _mean(per_example: jax.Array, mask: jax.Array | None, count) -> jax.Array:
+  """The batch's mean; with a mask, the real examples' sum over their `count`."""
+  if mask is None:
+    return per_example.mean()
+  return jnp.sum(jnp.where(mask, per_example, 0.0)) / count
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                label_smoothing: float = 0.0,
                aux_loss_weight: float = 0.3, ema_decay: float = 0.0,
@@ -93,30 +113,54 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   With `axis_name` (pmap, shard_map) `batch` is this replica's share: gradients, running
   batch-norm statistics and metrics are averaged or gathered over the replicas.
   With `rollback_nonfinite` a step whose update overflowed is undone as well (see below).
+  A batch with `mask` (an epoch's padded last batch and its fellows, drop_remainder=False)
+  trains on its real examples alone: the loss is their mean over all replicas, and batch norm
+  takes its statistics from them (a replica holding only padding keeps its statistics out of
+  the running averages).
   """
+  mask = batch.get("mask")
+  count = None
+  if mask is not None:
+    count = jnp.sum(mask.astype(jnp.float32))
+    if axis_name is not None:  # the loss is a mean over every replica's real examples
+      count = jax.lax.psum(count, axis_name)
+    count = jnp.maximum(count, 1.0)
   dropout_key = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:  # a different dropout mask on every replica
     dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
 
   def loss_fn(params):
-    outputs, new_model_state = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-        mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    apply = functools.partial(
+        state.apply_fn, {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+        train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    if mask is None:
+      outputs, new_model_state = apply()
+    else:
+      with _masking_batch_norm(mask):
+        outputs, new_model_state = apply()
     logits, aux_logits = split_outputs(outputs)
     num_classes = logits.shape[-1]
     per_example = cross_entropy(logits, batch["label"], num_classes, label_smoothing)
-    loss = per_example.mean()
+    loss = _mean(per_example, mask, count)
     for aux in aux_logits:
-      loss += aux_loss_weight * cross_entropy(aux, batch["label"], num_classes,
-                                              label_smoothing).mean()
+      loss += aux_loss_weight * _mean(cross_entropy(aux, batch["label"], num_classes,
+                                                    label_smoothing), mask, count)
     return loss, (per_example, logits, new_model_state)
 
   (loss, (per_example, logits, new_model_state)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   batch_stats = new_model_state.get("batch_stats", state.batch_stats)
-  if axis_name is not None:
+  if axis_name is not None and mask is None:
     grads = jax.lax.pmean(grads, axis_name)
     batch_stats = jax.lax.pmean(batch_stats, axis_name)  # see parallel.py: linear in the EMA
+  elif axis_name is not None:
+    # Each replica's loss is already its share of the global mean: the gradients add up. The
+    # running statistics are averaged over the replicas that hold real examples.
+    grads = jax.lax.psum(grads, axis_name)
+    real = jnp.any(mask).astype(jnp.float32)
+    batch_stats = jax.tree.map(
+        lambda new: jax.lax.psum(new * real, axis_name) / jax.lax.psum(real, axis_name),
+        batch_stats)
   unchanged = state.replace(step=state.step + 1)
 
   def all_replicas(ok):
@@ -144,10 +188,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
     new_state = unless(updated_finite, new_state)
   finite &= updated_finite
   nonfinite_step = jnp.where(finite, _NO_STEP, state.step + 1)
-  # A skipped step's examples stay out of the loss and accuracy averages.
-  mask = jnp.broadcast_to(finite, per_example.shape)
-  return new_state, _metrics(Metrics, axis_name, loss=jnp.where(mask, per_example, 0.0),
-                             logits=logits, labels=batch["label"], mask=mask,
+  # A skipped step's examples (and padding) stay out of the loss and accuracy averages.
+  counted = jnp.broadcast_to(finite, per_example.shape)
+  if mask is not None:
+    counted &= mask
+  return new_state, _metrics(Metrics, axis_name, loss=jnp.where(counted, per_example, 0.0),
+                             logits=logits, labels=batch["label"], mask=counted,
                              nonfinite_step=nonfinite_step)
 
 
