@@ -149,6 +149,23 @@ def test_float32_takes_onednn_for_all_three_passes_by_default(monkeypatch):
   assert sum(calls.values()) == 0
 
 
+@pytest.mark.skipif(ONEDNN_MISSING is not None, reason=str(ONEDNN_MISSING))
+def test_a_formulation_chosen_in_code_leaves_the_environment_alone(monkeypatch):
+  """conv.formulation("xla") (what parallel.step_flops traces with) takes XLA's convolutions
+  inside the block only, and never writes JAXCNN_CONV."""
+  monkeypatch.delenv("JAXCNN_CONV", raising=False)
+  module = conv.Conv(8, (3, 3), padding="SAME")
+  with conv.formulation("xla"):
+    calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+    assert "JAXCNN_CONV" not in os.environ
+  assert sum(calls.values()) == 0 and convolutions > 0
+  calls, _ = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  assert calls == {target: 1 for target in onednn.CONV_TARGETS}
+  with pytest.raises(ValueError, match="formulation must be one of"):
+    with conv.formulation("fast"):
+      pass
+
+
 def test_without_onednn_auto_falls_back_and_onednn_mode_says_why(monkeypatch):
   def unavailable():
     raise onednn.Unavailable("no C++ compiler (c++, or $CXX) to build the oneDNN binding")

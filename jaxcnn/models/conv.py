@@ -78,6 +78,23 @@ def traced_for_gspmd():
 MODES = ("auto", "onednn", "matmul", "xla")
 _fallback_logged = False
 
+# Set while tracing with a formulation chosen in code (`formulation`); JAXCNN_CONV otherwise.
+_FORMULATION = contextvars.ContextVar("jaxcnn_conv_formulation", default=None)
+
+
+@contextlib.contextmanager
+def formulation(mode: str):
+  """While tracing: `mode` (one of MODES) instead of what JAXCNN_CONV says, e.g. "xla" for a
+  trace whose cost analysis must see every convolution. The process's environment is left
+  as it is."""
+  if mode not in MODES:
+    raise ValueError(f"formulation must be one of {', '.join(MODES)}, not {mode!r}")
+  token = _FORMULATION.set(mode)
+  try:
+    yield
+  finally:
+    _FORMULATION.reset(token)
+
 
 def _mode() -> str:
   """Which convolution a CPU trace takes: JAXCNN_CONV, resolved for this backend.
@@ -87,7 +104,7 @@ def _mode() -> str:
   formulations; xla: lax.conv_general_dilated. Other backends always get XLA's.
   """
   global _fallback_logged
-  choice = os.environ.get("JAXCNN_CONV", "auto")
+  choice = _FORMULATION.get() or os.environ.get("JAXCNN_CONV", "auto")
   if choice not in MODES:
     raise ValueError(f"JAXCNN_CONV must be one of {', '.join(MODES)}, not {choice!r}")
   if choice == "xla" or jax.default_backend() != "cpu":

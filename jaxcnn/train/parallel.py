@@ -23,9 +23,6 @@ Checkpoints always hold the state as globally replicated arrays on the Mesh, so 
 written by one path restores into the other.
 """
 import functools
-import os
-from unittest import mock
-
 import jax
 import ml_collections
 import numpy as np
@@ -236,13 +233,13 @@ class PmapParallel(_Parallel):
 
 def step_flops(parallel: _Parallel, step_fn, state, batch) -> float:
   """XLA's count of the FLOPs of one program of `step_fn(state, batch)` compiled by `parallel`,
-  traced with XLA's own convolutions (JAXCNN_CONV=xla): its cost analysis cannot see inside
+  traced with XLA's own convolutions (conv.formulation("xla")): its cost analysis cannot see inside
   the oneDNN custom calls a step runs on the CPU. Only traced, never compiled.
 
   `step_fn` must be a new function object (a new functools.partial): jit's trace cache
   would otherwise hand back an earlier trace, made with the chosen convolutions.
   """
-  with mock.patch.dict(os.environ, JAXCNN_CONV="xla"):
+  with conv.formulation("xla"):
     lowered = parallel.compile_train_step(step_fn).lower(state, batch)
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
