@@ -38,6 +38,11 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def by_epoch(rows: list[dict], split: str) -> dict[int, dict]:
+  """{epoch: row} of one split's rows; a resumed run may log an epoch twice, the later row wins."""
+  return {r["epoch"]: r for r in rows if r["split"] == split}
+
+
 def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
   """Loss and accuracy per epoch, train against the evaluated split, as the seeds plot them."""
   rows = read_metrics(workdir)
@@ -48,8 +53,7 @@ def plot_curves(workdir: str, filename: str = "curves.png") -> str | None:
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
   for ax, metric in zip(axes, ("loss", "accuracy")):
     for split, style in (("train", "o-"), ("validation", "s--"), ("test", "s--")):
-      # A resumed run may log an epoch twice; the later row wins.
-      points = {r["epoch"]: r[metric] for r in rows if r["split"] == split and metric in r}
+      points = {e: r[metric] for e, r in by_epoch(rows, split).items() if metric in r}
       if points:
         epochs = sorted(points)
         ax.plot(epochs, [points[e] for e in epochs], style, label=split)

@@ -15,17 +15,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxcnn import report  # noqa: E402
 
 
-def epochs(rows, split):
-  """{epoch: row} of a split; a resumed run's later row wins."""
-  return {r["epoch"]: r for r in rows if r["split"] == split}
-
-
 def evaluated(rows) -> str:
   return "validation" if any(r["split"] == "validation" for r in rows) else "test"
 
 
 def table(name: str, rows) -> str:
-  train, test = epochs(rows, "train"), epochs(rows, evaluated(rows))
+  train, test = report.by_epoch(rows, "train"), report.by_epoch(rows, evaluated(rows))
   lines = [f"{name}:", "", f"| epoch | step | train loss | train acc | {evaluated(rows)} acc "
            f"| train s (img/s) |", "|---|---|---|---|---|---|"]
   for e in sorted(train):
@@ -42,7 +37,7 @@ def plot(runs: dict[str, list], path: str) -> None:
   for i, (name, rows) in enumerate(runs.items()):
     colour = f"C{i}"
     for split, style in (("train", "--"), (evaluated(rows), "-")):
-      points = epochs(rows, split)
+      points = report.by_epoch(rows, split)
       xs = sorted(points)
       ax.plot(xs, [100 * (1 - points[e]["accuracy"]) for e in xs], style, color=colour,
               label=f"{name} {split}")

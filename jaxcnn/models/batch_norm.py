@@ -92,24 +92,25 @@ class BatchNorm(nn.BatchNorm):
     if not fast:
       return super().__call__(x, use_running_average, mask=mask)
     features = (x.shape[-1],)
-    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
-    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
     scale = self.param("scale", self.scale_init, features, self.param_dtype)
     bias = self.param("bias", self.bias_init, features, self.param_dtype)
     y, mean, var = _normalise(x, scale, bias, float(self.epsilon))
-    ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-    ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    self._update_running_averages(mean, var)
     return y
+
+  def _update_running_averages(self, mean, var):
+    """Folds a batch's statistics into nn.BatchNorm's running averages (its variables)."""
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), mean.shape)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), var.shape)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
 
   def _masked(self, x, mask):
     """Training with a mask over the batch: statistics of the real examples only."""
     features = (x.shape[-1],)
-    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
-    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
     mean, var = _masked_statistics(x, mask, self.axis_name)
-    if not self.is_initializing():
-      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    self._update_running_averages(mean, var)
     # As flax's normalisation: (x - mean) * (rsqrt(var + eps) * scale) + bias.
     y = x.astype(jnp.float32) - mean
     mul = jax.lax.rsqrt(var + self.epsilon)
