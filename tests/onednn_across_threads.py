@@ -11,7 +11,6 @@ two other threads, as XLA's worker threads call the binding; every result is com
 XLA's own convolution. Exit 0 when all match. tests/test_conv.py runs it in a child process,
 so that a fault fails the test with its signal instead of killing the test worker.
 """
-import os
 import sys
 import threading
 
@@ -22,16 +21,16 @@ import numpy as np
 from jax import lax
 
 from jaxcnn import models
-from jaxcnn.models import onednn
+from jaxcnn.models import conv, onednn
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def convolutions_of(model, x):
   """The distinct (kernel shape, strides, padding) of the model's convolutions on input x."""
-  os.environ["JAXCNN_CONV"] = "xla"  # read at trace time: lax's convolutions, visible below
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
-  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
+  with conv.formulation("xla"):  # lax's convolutions, visible below
+    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
   found = []
 
   def visit(jaxpr):

@@ -216,3 +216,56 @@ def test_alexnet_convolutions_match_xla_on_every_thread():
   how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit {result.returncode}"
   assert result.returncode == 0, f"{how}:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
   assert "5 convolutions" in result.stdout and "0 mismatches" in result.stdout
+
+
+def _isa_sweep(*args):
+  tests = os.path.dirname(os.path.abspath(__file__))
+  result = subprocess.run([sys.executable, os.path.join(tests, "onednn_isa_sweep.py"), *args],
+                          capture_output=True, text=True, timeout=1800)
+  how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit {result.returncode}"
+  assert result.returncode == 0, f"{how}:\n{result.stdout[-6000:]}{result.stderr[-4000:]}"
+  return result.stdout
+
+
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
+def test_binding_calls_match_xla_at_each_instruction_set_level():
+  """LeNet's, ResNet-20's and AlexNet's binding calls (their training and evaluation steps:
+  every convolution pass and batch norm) equal XLA's with oneDNN held to SSE4.1, to AVX2
+  and free: the im2col + GEMM, the AVX2 and the AVX-512 kernels, whichever this CPU has.
+  The whole zoo at four levels is the slow test below and scripts/onednn_asan.sh."""
+  out = _isa_sweep("--models=lenet5,resnet20,alexnet", "--levels=SSE41,AVX2,ALL")
+  assert out.count(": all match;") == 3, out
+  assert "convolution backward_weights" in out and "batch_normalization backward" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # about 5 minutes a level on 2 cores
+@pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
+def test_every_networks_binding_calls_match_xla_at_each_instruction_set_level():
+  out = _isa_sweep()
+  assert out.count(": all match;") == 4, out
+
+
+def test_a_convolution_outside_the_verified_configurations_is_xlas():
+  """oneDNN's binding takes only layers like those the ISA sweep checks; a 3x3 kernel padded
+  by 2 on each side (beyond every network's) traces to XLA's convolution and agrees."""
+  assert onednn.verified((3, 3, 16, 16), (1, 1), ((1, 1), (1, 1)))
+  assert onednn.verified((11, 11, 3, 64), (4, 4), ((2, 2), (2, 2)))
+  assert not onednn.verified((3, 3, 16, 16), (1, 1), ((2, 2), (2, 2)))
+  assert not onednn.verified((13, 13, 3, 8), (1, 1), ((0, 0), (0, 0)))
+  assert not onednn.verified((3, 3, 16, 16), (5, 5), ((1, 1), (1, 1)))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 16))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 16, 16)) * 0.1
+  pads = ((2, 2), (2, 2))
+
+  def loss(x, w):
+    return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=conv._NHWC) ** 2)
+
+  with conv.formulation("auto"):
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w))
+    grads = jax.grad(loss, argnums=(0, 1))(x, w)
+  assert "ffi_call" not in jaxpr and "conv_general_dilated" in jaxpr
+  with conv.formulation("xla"):
+    expected = jax.grad(loss, argnums=(0, 1))(x, w)
+  for a, b in zip(grads, expected):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

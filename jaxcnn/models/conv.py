@@ -5,7 +5,9 @@
 
 - in float32, runs the forward pass, the input gradient and the kernel gradient as oneDNN's
   convolutions (onednn.py: one XLA custom call each; 2-10x faster than XLA's passes here),
-  except over feature maps of at most four positions, where the matrix products below win;
+  except over feature maps of at most four positions, where the matrix products below win,
+  and layers outside the configurations the binding is verified for (`onednn.verified`,
+  checked at every ISA level by tests/onednn_isa_sweep.py), which take XLA's convolution;
 - otherwise (bfloat16, a step traced for GSPMD, a machine where oneDNN's binding does not
   build), computes the kernel's gradient as matrix products over chunks of the batch. XLA's
   CPU backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
@@ -316,6 +318,18 @@ def _onednn_conv_backward(strides, padding, residuals, g):
 _onednn_conv.defvjp(_onednn_conv_forward, _onednn_conv_backward)
 
 
+_unverified_logged = set()
+
+
+def _log_unverified(kernel_shape, strides, padding):
+  key = (tuple(kernel_shape), strides, padding)
+  if key not in _unverified_logged:
+    _unverified_logged.add(key)
+    logging.warning("oneDNN's binding is not verified for a %s kernel with strides %s and "
+                    "padding %s; that layer takes XLA's convolution", "x".join(map(str, kernel_shape)),
+                    strides, padding)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
@@ -345,7 +359,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   # passes take 2.5-3x as long there (VGG's 512 channels over 2x2: 26 against 10 ms each).
   if (mode == "onednn" and lhs.dtype == jnp.float32 and not _TRACED_FOR_GSPMD.get()
       and _output_positions(lhs.shape, rhs.shape, strides, padding) > SMALL_MAP_POSITIONS):
-    return _onednn_conv(lhs, rhs, strides, padding)
+    if onednn.verified(rhs.shape, strides, padding):
+      return _onednn_conv(lhs, rhs, strides, padding)
+    # A layer the binding is not verified for (onednn.verified) is XLA's, never a risk.
+    _log_unverified(rhs.shape, strides, padding)
+    return lax.conv_general_dilated(lhs, rhs, strides, padding, dimension_numbers=_NHWC,
+                                    precision=precision)
   return _cpu_conv(lhs, rhs, strides, padding, precision)
 
 

@@ -4,7 +4,7 @@ The binding is compiled on first use with the system's C++ compiler against the 
 the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` packages (project dependencies on x86-64
 Linux) and jaxlib's FFI headers, and kept in a cache directory keyed by everything it was
 built from (JAXCNN_NATIVE_CACHE, else $XDG_CACHE_HOME/jaxcnn, else ~/.cache/jaxcnn): about
-5 s once per machine and version. `load()` raises `Unavailable`, with the reason, where it
+5 s once per machine and version (JAXCNN_ONEDNN_CXXFLAGS adds compiler flags). `load()` raises `Unavailable`, with the reason, where it
 cannot be built (no compiler, no oneDNN, another platform); jaxcnn.models.conv then keeps
 its matrix-product formulations.
 
@@ -85,7 +85,10 @@ def _build() -> pathlib.Path:
   compiler = shutil.which(os.environ.get("CXX", "c++"))
   if compiler is None:
     raise Unavailable("no C++ compiler (c++, or $CXX) to build the oneDNN binding")
-  command = [compiler, *_FLAGS, str(_SOURCE), "-I", jax.ffi.include_dir(), "-I", str(include),
+  # JAXCNN_ONEDNN_CXXFLAGS adds compiler flags (scripts/onednn_asan.sh: AddressSanitizer);
+  # they are part of the cache key, so such a build never replaces the ordinary one.
+  extra = os.environ.get("JAXCNN_ONEDNN_CXXFLAGS", "").split()
+  command = [compiler, *_FLAGS, *extra, str(_SOURCE), "-I", jax.ffi.include_dir(), "-I", str(include),
              str(library), f"-Wl,-rpath,{library.parent}"]
   key = hashlib.sha256("\0".join(
       [_SOURCE.read_text(), jax.__version__, importlib.metadata.version("jaxlib"),
@@ -150,6 +153,23 @@ def output_shape(x_shape, kernel_shape, strides, padding):
   (top, bottom), (left, right) = padding
   return (n, (h + top + bottom - kh) // strides[0] + 1, (w + left + right - kw) // strides[1] + 1,
           out)
+
+
+# The envelope of the convolutions tests/onednn_isa_sweep.py checks at every ISA level (every
+# registered network's): kernel sides up to 11 (AlexNet's stem), strides up to 4 and no
+# larger than the kernel (a 1x1 kernel: up to 2), each padding edge at most (side - 1) // 2,
+# up to 4096 channels. A layer outside it takes XLA's convolution (jaxcnn.models.conv).
+MAX_KERNEL_SIDE, MAX_STRIDE, MAX_CHANNELS = 11, 4, 4096
+
+
+def verified(kernel_shape, strides, padding) -> bool:
+  """Whether a convolution lies within the configurations the binding is verified for."""
+  kh, kw, cin, cout = kernel_shape
+  for side, stride, edges in zip((kh, kw), strides, padding):
+    if not (1 <= side <= MAX_KERNEL_SIDE and 1 <= stride <= min(MAX_STRIDE, max(side, 2))
+            and all(0 <= edge <= (side - 1) // 2 for edge in edges)):
+      return False
+  return 1 <= cin <= MAX_CHANNELS and 1 <= cout <= MAX_CHANNELS
 
 
 def forward(x, kernel, strides, padding):
