@@ -30,7 +30,8 @@ export JAXCNN_ONEDNN_CXXFLAGS="-fsanitize=address -fno-omit-frame-pointer -g -O1
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$log:verify_asan_link_order=0"
 status=0
 LD_PRELOAD="$runtime $stdcxx" "$python" tests/onednn_isa_sweep.py "$@" || status=$?
-if ! nm -D "$cache"/onednn-*.so 2>/dev/null | grep -q __asan_report_store; then
+# (grep reads all of nm's output: with -q it would stop early and fail the pipe.)
+if ! nm -D "$cache"/onednn-*.so 2>/dev/null | grep __asan_report_store >/dev/null; then
   echo "error: the binding in $cache was not built with AddressSanitizer." >&2
   exit 1
 fi
