@@ -230,11 +230,11 @@ def _isa_sweep(*args):
 @pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
 def test_binding_calls_match_xla_at_each_instruction_set_level():
   """LeNet's, ResNet-20's and AlexNet's binding calls (their training and evaluation steps:
-  every convolution pass and batch norm) equal XLA's with oneDNN held to SSE4.1, to AVX2
-  and free: the im2col + GEMM, the AVX2 and the AVX-512 kernels, whichever this CPU has.
+  every convolution pass and batch norm) equal XLA's with oneDNN held to SSE4.1 (its im2col
+  + GEMM kernels) and free (the CPU's own: AVX2 on a Zen 3, AVX-512 on a Zen 5 or a Xeon).
   The whole zoo at four levels is the slow test below and scripts/onednn_asan.sh."""
-  out = _isa_sweep("--models=lenet5,resnet20,alexnet", "--levels=SSE41,AVX2,ALL")
-  assert out.count(": all match;") == 3, out
+  out = _isa_sweep("--models=lenet5,resnet20,alexnet", "--levels=SSE41,ALL")
+  assert out.count(": all match;") == 2, out
   assert "convolution backward_weights" in out and "batch_normalization backward" in out
 
 
