@@ -326,8 +326,8 @@ def _log_unverified(kernel_shape, strides, padding):
   if key not in _unverified_logged:
     _unverified_logged.add(key)
     logging.warning("oneDNN's binding is not verified for a %s kernel with strides %s and "
-                    "padding %s; that layer takes XLA's convolution", "x".join(map(str, kernel_shape)),
-                    strides, padding)
+                    "padding %s; that layer takes XLA's convolution",
+                    "x".join(map(str, kernel_shape)), strides, padding)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,

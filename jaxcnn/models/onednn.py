@@ -4,9 +4,9 @@ The binding is compiled on first use with the system's C++ compiler against the 
 the `onednn-cpu-gomp` / `onednn-devel-cpu-gomp` packages (project dependencies on x86-64
 Linux) and jaxlib's FFI headers, and kept in a cache directory keyed by everything it was
 built from (JAXCNN_NATIVE_CACHE, else $XDG_CACHE_HOME/jaxcnn, else ~/.cache/jaxcnn): about
-5 s once per machine and version (JAXCNN_ONEDNN_CXXFLAGS adds compiler flags). `load()` raises `Unavailable`, with the reason, where it
-cannot be built (no compiler, no oneDNN, another platform); jaxcnn.models.conv then keeps
-its matrix-product formulations.
+5 s once per machine and version (JAXCNN_ONEDNN_CXXFLAGS adds compiler flags). `load()`
+raises `Unavailable`, with the reason, where it cannot be built (no compiler, no oneDNN,
+another platform); jaxcnn.models.conv then keeps its matrix-product formulations.
 
 Three passes of a dense NHWC x HWIO float32 convolution with explicit padding:
 `forward(x, kernel)`, `input_gradient(g, kernel, x_shape)` and `kernel_gradient(x, g,
@@ -88,8 +88,8 @@ def _build() -> pathlib.Path:
   # JAXCNN_ONEDNN_CXXFLAGS adds compiler flags (scripts/onednn_asan.sh: AddressSanitizer);
   # they are part of the cache key, so such a build never replaces the ordinary one.
   extra = os.environ.get("JAXCNN_ONEDNN_CXXFLAGS", "").split()
-  command = [compiler, *_FLAGS, *extra, str(_SOURCE), "-I", jax.ffi.include_dir(), "-I", str(include),
-             str(library), f"-Wl,-rpath,{library.parent}"]
+  command = [compiler, *_FLAGS, *extra, str(_SOURCE), "-I", jax.ffi.include_dir(),
+             "-I", str(include), str(library), f"-Wl,-rpath,{library.parent}"]
   key = hashlib.sha256("\0".join(
       [_SOURCE.read_text(), jax.__version__, importlib.metadata.version("jaxlib"),
        importlib.metadata.version(_LIBRARY_PACKAGE), *command]).encode()).hexdigest()[:16]
