@@ -144,10 +144,7 @@ def _reference(case, ops):
   from jaxcnn.models import conv
   target, attrs = case["target"], case["attributes"]
   if target.startswith("conv"):
-    strides = tuple(attrs["strides"])
-    top, bottom, left, right = attrs["padding"]
-    padding = ((top, bottom), (left, right))
-    dims = ("NHWC", "HWIO", "NHWC")
+    strides, padding, dims = tuple(attrs["strides"]), _pairs(attrs["padding"]), conv._NHWC
     if target == "conv_forward":
       x, kernel = ops
       return (lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=dims),)
