@@ -11,14 +11,11 @@ import logging as std_logging
 import os
 import sys
 
-from jaxcnn.cpu_threads import widen_cpu_thread_pool
+from jaxcnn import cpu
 from jaxcnn.errors import EXIT_USAGE, UserError
-from jaxcnn.host_memory import keep_freed_memory
 
-widen_cpu_thread_pool()  # before JAX starts: several CPU devices' collectives need the threads
-
-try:  # before JAX and TensorFlow start their threads (jaxcnn/host_memory.py says why)
-  keep_freed_memory()
+try:  # before JAX and TensorFlow start their threads; only where the platform is the CPU
+  cpu.configure_process()
 except ValueError as e:
   print(f"error: {e}", file=sys.stderr, flush=True)
   sys.exit(EXIT_USAGE)

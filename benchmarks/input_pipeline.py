@@ -77,7 +77,7 @@ def pipeline_rate(split, preprocess_name: str, config, batch: int, batches: int)
   from jaxcnn.data import pipeline, preprocess
   fn = pipeline.make_preprocess(preprocess.get(preprocess_name), config)
   it = pipeline.train_batches(split, global_batch_size=batch, seed=0, start_step=0,
-                              preprocess=fn)
+                              preprocess=fn, host_trains=True)
   for _ in range(2):
     next(it)
   t = time.perf_counter()
@@ -92,10 +92,10 @@ def _train_setup(name: str, num_classes: int, shape, batch_fn=None):
   from jaxcnn import models
   from jaxcnn.train import steps
   from jaxcnn.train.parallel import JitParallel
-  from jaxcnn.train.state import create_train_state
-  model = models.create(name, num_classes=num_classes)
+  from jaxcnn.train.state import create_train_state, for_devices
   tx = optax.sgd(0.01, momentum=0.9)
   parallel = JitParallel(jax.devices()[:1])
+  model = for_devices(models.create(name, num_classes=num_classes), parallel)
   # Initialised under jit: one compilation instead of one per operation.
   state = parallel.put_state(create_train_state(model, tx, shape, 0))
   return parallel, state, parallel.compile_train_step(steps.train_step)
@@ -130,7 +130,8 @@ def end_to_end(split, batch: int, steps: int) -> tuple[float, float]:
                                                           image_size=32))
   batches = pipeline.prefetch_to_device(
       pipeline.train_batches(split, global_batch_size=batch, seed=0, start_step=0,
-                             preprocess=fn), parallel.put_batch)
+                             preprocess=fn, host_trains=parallel.host_trains),
+      parallel.put_batch)
   fixed = next(batches)
   train = train.lower(state, fixed).compile()
 

@@ -1,13 +1,15 @@
-"""The XLA CPU pathologies the models work around, measured: max-pool's backward pass
-(jaxcnn/models/layers.py), the convolutions' weight gradient and convolutions over tiny feature
-maps (jaxcnn/models/conv.py); and each pass (forward, input gradient, kernel gradient) of
+"""The XLA CPU pathologies that jaxcnn.cpu works around, measured: max-pool's backward pass
+(jaxcnn/cpu/pooling.py), the convolutions' weight gradient and convolutions over tiny feature
+maps (jaxcnn/cpu/conv.py); and each pass (forward, input gradient, kernel gradient) of
 ResNet-20's three 3x3 convolutions alone, with the GFLOP/s each reaches.
 
     python benchmarks/layers.py
 
 Prints milliseconds (median of 5) for the plain op and for this project's formulation, one
-JSON line each; XLA's convolution is flax's nn.Conv, ours is jaxcnn.models.conv.Conv.
+JSON line each; XLA's convolution is flax's nn.Conv, ours is the one jaxcnn.cpu gives a CPU
+step (JAXCNN_CONV chooses it, as in training).
 """
+import functools
 import json
 import os
 import statistics
@@ -16,18 +18,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxcnn.host_memory import keep_freed_memory  # noqa: E402
+from jaxcnn import cpu  # noqa: E402
 
 # Before JAX starts its threads, as launch.py does (JAXCNN_HOST_MEMORY=release to compare).
-KEEPS_FREED_MEMORY = keep_freed_memory()
+cpu.configure_process()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
-from jaxcnn.models import conv as conv_lib  # noqa: E402
+from jaxcnn.cpu import conv as conv_lib  # noqa: E402
 from jaxcnn.models import layers  # noqa: E402
+
+_OURS = cpu.layers_for("cpu")  # {} for JAXCNN_CONV=xla: then "jaxcnn" is flax's own
+_OUR_CONV = _OURS.get("conv", nn.Conv)
+_OUR_POOL = _OURS.get("max_pool_2x2", layers.max_pool_2x2)
+_OUR_CONVOLUTION = (jax.lax.conv_general_dilated if not _OURS else functools.partial(
+    conv_lib.conv_general_dilated, formulation=cpu.formulation(cpu.conv_choice())))
 
 
 def median_ms(fn, *args, runs=5):
@@ -46,7 +54,7 @@ def main():
   rows = []
   x = jnp.asarray(rng.normal(size=(128, 32, 32, 64)), jnp.float32)
   for name, pool in [("reduce_window", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))),
-                     ("reshape_max", layers.max_pool_2x2)]:
+                     ("jaxcnn", _OUR_POOL)]:
     grad = jax.grad(lambda x, pool=pool: jnp.sum(pool(x) ** 2))
     rows.append({"op": "max_pool 2x2 over 128x32x32x64", "impl": name,
                  "forward_ms": median_ms(pool, x), "forward_backward_ms": median_ms(grad, x)})
@@ -57,7 +65,7 @@ def main():
     y = jnp.asarray(rng.normal(size=(batch, size, size, channels)), jnp.float32)
     xla = nn.Conv(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
     variables = xla.init(jax.random.PRNGKey(0), y)
-    ours = conv_lib.Conv(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
+    ours = _OUR_CONV(channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)
     for name, module in [("xla", xla), ("jaxcnn", ours)]:
       grad = jax.grad(lambda v, y, m=module: jnp.sum(m.apply(v, y) ** 2), argnums=(0, 1))
       rows.append({"op": f"conv 3x3 {channels}->{channels} over {batch}x{size}x{size}",
@@ -78,7 +86,7 @@ def conv_passes(rng, batch, size, channels):
   gflop = 2 * batch * size * size * 9 * channels * channels / 1e9  # each pass
   rows = []
   for name, conv in [("xla", jax.lax.conv_general_dilated),
-                     ("jaxcnn", conv_lib.conv_general_dilated)]:
+                     ("jaxcnn", _OUR_CONVOLUTION)]:
     def forward(x, w, conv=conv):
       return conv(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     passes = {

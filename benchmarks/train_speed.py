@@ -30,10 +30,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxcnn.host_memory import keep_freed_memory  # noqa: E402
+from jaxcnn import cpu  # noqa: E402
 
 # Before JAX starts its threads, as launch.py does (JAXCNN_HOST_MEMORY=release to compare).
-KEEPS_FREED_MEMORY = keep_freed_memory()
+KEEPS_FREED_MEMORY = "malloc keeps freed memory" in cpu.configure_process()
 
 from absl import app, flags  # noqa: E402
 
@@ -98,15 +98,16 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
   from jaxcnn.train import steps as steps_lib
   from jaxcnn.train import parallel as parallel_lib
   from jaxcnn.train.parallel import JitParallel
-  from jaxcnn.train.state import create_train_state
+  from jaxcnn.train.state import create_train_state, for_devices
 
   name, options, shape, classes, batch = NETWORKS[key]
   if name not in models.list_models():
     return {"network": key, "error": f"model {name!r} is not registered"}
   if half:
     options = {**options, "dtype": jnp.bfloat16}
-  model = models.create(name, num_classes=classes, **options)
+  plain = models.create(name, num_classes=classes, **options)
   parallel = JitParallel(jax.devices()[:1])
+  model = for_devices(plain, parallel)
   state = parallel.put_state(create_train_state(model, optax.sgd(0.01, momentum=0.9), shape, 0))
   rng = np.random.default_rng(0)
   data = {"image": rng.normal(size=(batch, *shape)).astype(np.float32),
@@ -123,7 +124,7 @@ def measure(key: str, steps: int, half: bool, rounds: int = 1, between_rounds=No
   compile_secs = time.perf_counter() - t0
   evaluate = parallel.compile_eval_step(steps_lib.eval_step).lower(state, eval_batch).compile()
   flops = parallel_lib.step_flops(parallel, functools.partial(steps_lib.train_step), state,
-                                 train_batch)
+                                 train_batch, plain)
 
   holder = {"state": state}
 
@@ -224,7 +225,7 @@ def end_to_end(rounds: int = 1) -> dict:
   metrics = parallel.put_state(steps_lib.Metrics.empty())
   host_batch = next(pipeline.train_batches(
       run.train_split, global_batch_size=config.batch_size, seed=0, start_step=0,
-      preprocess=run.train_preprocess))
+      preprocess=run.train_preprocess, host_trains=parallel.host_trains))
   batch = parallel.put_batch(host_batch)
   one_step = steps_lib.accumulating(steps_lib.train_step)
   calls = {1: (parallel.compile_train_step(one_step, running_metrics=True)

@@ -11,7 +11,7 @@ A cached executable is what XLA would compile again: JAX keys it by the program,
 flags, the jax/jaxlib versions and the devices; `enable` adds the host CPU's model and
 instruction-set flags, since XLA's CPU code is compiled for the host and a cache directory
 may be shared between machines (a network home). Programs with oneDNN's custom calls
-(models/onednn.py) name their FFI targets; a process registers them while tracing, which
+(jaxcnn/cpu/onednn.py) name their FFI targets; a process registers them while tracing, which
 always comes before JAX looks the program up, so a cached executable finds them.
 
 `Tally` counts this process's compilations (JAX's monitoring events): how many programs were

@@ -61,7 +61,7 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
   step = find_step(ckpt, which)
   record = ckpt.read_record(step)
   trained = trained_config(record, workdir, config)
-  model, tx = state_lib.model_and_optimizer(trained)  # the schedule's length does not matter
+  model, tx = state_lib.model_and_optimizer(trained, parallel)  # any schedule length
   template = state_lib.initial_state(trained, model, tx, record["image_shape"])
   state, _ = ckpt.restore(step, parallel.abstract_checkpoint(parallel.host_state(template)),
                           parallel.abstract_checkpoint(
@@ -96,7 +96,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   tops, labels = [], []
   for batch in pipeline.eval_batches(run.test_split, global_batch_size=config.eval_batch_size,
                                      preprocess=fn, process_index=jax.process_index(),
-                                     process_count=jax.process_count()):
+                                     process_count=jax.process_count(),
+                                     host_trains=parallel.host_trains):
     top, label, mask = (np.asarray(x.addressable_data(0))
                         for x in step_fn(state, parallel.put_batch(batch)))
     tops.append(top[mask])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds jaxcnn's oneDNN binding (jaxcnn/models/onednn.cc) with AddressSanitizer and runs
+# Builds jaxcnn's oneDNN binding (jaxcnn/cpu/onednn.cc) with AddressSanitizer and runs
 # every network's binding calls under it at each ISA level (tests/onednn_isa_sweep.py).
 # Exit 0: no ASan report and every result equal to XLA's.
 #

@@ -7,7 +7,7 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_cpu_collective_call_terminate_timeout_seconds" not in _flags:
   # XLA:CPU aborts the whole process ("Termination timeout ... exceeded", then SIGABRT) when
   # one of the 8 virtual devices reaches a collective more than 40 s after the first, which a
-  # device thread waiting for one of 2 loaded cores can (jaxcnn/cpu_threads.py has the
+  # device thread waiting for one of 2 loaded cores can (jaxcnn/cpu/thread_pool.py has the
   # deadlock that made CI's xdist workers abort this way). A real deadlock still ends, after
   # 20 minutes.
   _flags += (" --xla_cpu_collective_call_warn_stuck_timeout_seconds=300"
@@ -28,14 +28,14 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 
 import jax  # noqa: E402
 
-from jaxcnn.cpu_threads import widen_cpu_thread_pool  # noqa: E402
+from jaxcnn.cpu.thread_pool import widen_cpu_thread_pool  # noqa: E402
 
 # The tests compile hundreds of programs and run most on a few tiny batches; LLVM's
 # optimisation of the CPU machine code is much of the suite's time on 2 cores, so it is
 # off for them (JAX's switch: XLA's backend optimisation level 0 and no expensive LLVM
 # passes; XLA's HLO passes run either way). It halves ResNet-18's step compile. The tests
 # that train many real steps turn it back on (`optimized_compiles`): unoptimised, the
-# convolutions' CPU formulations (jaxcnn/models/conv.py: slices, stacks and a scan, emitted
+# convolutions' CPU formulations (jaxcnn/cpu/conv.py: slices, stacks and a scan, emitted
 # by XLA as its own loops) train LeNet on 8 devices 3x slower (348 vs 108 ms a step). The
 # launch.py subprocesses (tests/launcher.py) do not inherit it.
 jax.config.update("jax_disable_most_optimizations", True)

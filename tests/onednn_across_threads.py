@@ -21,16 +21,16 @@ import numpy as np
 from jax import lax
 
 from jaxcnn import models
-from jaxcnn.models import conv, onednn
+from jaxcnn.cpu import onednn
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def convolutions_of(model, x):
-  """The distinct (kernel shape, strides, padding) of the model's convolutions on input x."""
+  """The distinct (kernel shape, strides, padding) of the plain model's convolutions (lax's,
+  visible in its jaxpr) on input x."""
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
-  with conv.formulation("xla"):  # lax's convolutions, visible below
-    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
+  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
   found = []
 
   def visit(jaxpr):

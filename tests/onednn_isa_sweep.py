@@ -10,13 +10,13 @@ the CPU offers, which is how this covers the CPUs we are not running on.
 1. Collect: every registered network (at the input CATALOG names) and every recipe's
    network (at the recipe's crop, with its model options) is traced as its training step
    (batch 2: forward, both gradients, batch norm's statistics) and its evaluation (batch 3),
-   under the oneDNN formulation. Each distinct call to a jaxcnn_onednn_* target (its operand
+   with the CPU's oneDNN layers (jaxcnn.cpu.for_platform(..., choice="onednn")). Each distinct call to a jaxcnn_onednn_* target (its operand
    shapes and attributes: kernel, strides and padding for a convolution pass, channels and
    map for batch norm) is one case.
 2. Check: a child process per level (a level this CPU cannot reach, or one that oneDNN
    reports as the same as a level already run, is skipped) runs every case through the
    binding on random inputs and compares with XLA's convolution (its vjp for the input
-   gradient; the kernel gradient by jaxcnn.models.conv's XLA matrix-product formulation,
+   gradient; the kernel gradient by jaxcnn.cpu.conv's XLA matrix-product formulation,
    itself checked against XLA's in tests/test_conv.py, because XLA's own takes seconds
    per 224x224 layer) and with batch norm written in jax.numpy.
 
@@ -45,17 +45,21 @@ def _networks(names):
   import importlib
 
   import configs
-  from jaxcnn import models
+  from jaxcnn import cpu, models
   from jaxcnn.train import state as state_lib
+
+  def with_onednn(model):
+    return cpu.for_platform(model, "cpu", choice="onednn")
+
   for name in models.list_models():
     if not names or name in names:
-      yield name, models.create(name, num_classes=10), models.input_shape(name)
+      yield name, with_onednn(models.create(name, num_classes=10)), models.input_shape(name)
   for recipe in configs.RECIPES:
     config = importlib.import_module(f"configs.{recipe}").get_config()
     if names and config.model not in names:
       continue
     channels = 1 if config.dataset in ("fashion_mnist", "mnist") else 3
-    model, _ = state_lib.model_and_optimizer(config)
+    model = with_onednn(state_lib.create_model(config))
     yield f"configs/{recipe}", model, (config.image_size, config.image_size, channels)
 
 
@@ -79,7 +83,6 @@ def collect(names=()):
   import jax
   import jax.numpy as jnp
 
-  from jaxcnn.models import conv
   cases, seen, sources = [], set(), collections.Counter()
   for label, model, shape in _networks(set(names)):
     x_train = jnp.zeros((TRAIN_BATCH, *shape), jnp.float32)
@@ -95,10 +98,9 @@ def collect(names=()):
       return jnp.sum(logits.astype(jnp.float32))
 
     found = []
-    with conv.formulation("onednn"):
-      _calls_in(jax.make_jaxpr(jax.grad(loss))(params, rest, x_train).jaxpr, found)
-      _calls_in(jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(
-          variables, x_eval).jaxpr, found)
+    _calls_in(jax.make_jaxpr(jax.grad(loss))(params, rest, x_train).jaxpr, found)
+    _calls_in(jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(
+        variables, x_eval).jaxpr, found)
     for case in found:
       key = json.dumps(case, sort_keys=True)
       if key not in seen:
@@ -141,7 +143,7 @@ def _reference(case, ops):
   import jax.numpy as jnp
   from jax import lax
 
-  from jaxcnn.models import conv
+  from jaxcnn.cpu import conv
   target, attrs = case["target"], case["attributes"]
   if target.startswith("conv"):
     strides, padding, dims = tuple(attrs["strides"]), _pairs(attrs["padding"]), conv._NHWC
@@ -184,7 +186,7 @@ def check(cases):
   import jax
   import numpy as np
 
-  from jaxcnn.models import onednn
+  from jaxcnn.cpu import onednn
   onednn.load()
   failures = []
   for i, case in enumerate(cases):
@@ -242,7 +244,7 @@ def main(argv=None):
     return 1 if failures else 0
 
   cases, sources = collect([n for n in args.models.split(",") if n])
-  from jaxcnn.models import onednn
+  from jaxcnn.cpu import onednn
   outside = [case for case in cases if case["target"].startswith("conv")
              and not onednn.verified(_kernel_shape(case), case["attributes"]["strides"],
                                      _pairs(case["attributes"]["padding"]))]

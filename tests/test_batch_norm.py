@@ -1,12 +1,14 @@
-"""jaxcnn.models.batch_norm.BatchNorm: nn.BatchNorm's variables, values and gradients, with
-oneDNN's passes taken where they apply."""
+"""jaxcnn.cpu.batch_norm.BatchNorm (and jaxcnn.models.batch_norm's, which it extends):
+nn.BatchNorm's variables, values and gradients, with oneDNN's passes taken where they apply."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
 
-from jaxcnn.models import batch_norm, conv, onednn
+from jaxcnn.cpu import batch_norm as cpu_batch_norm
+from jaxcnn.cpu import onednn
+from jaxcnn.models import batch_norm
 
 ONEDNN_MISSING = None if onednn.available() else "oneDNN's binding does not build here"
 needs_onednn = pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
@@ -40,11 +42,11 @@ def _custom_calls(module, variables, x):
   return sum(jaxpr.count(target) for target in onednn.BATCH_NORM_TARGETS)
 
 
-@pytest.mark.parametrize("mode", [pytest.param("onednn", marks=needs_onednn), "matmul"])
-def test_matches_flax_values_statistics_and_gradients(mode, monkeypatch):
-  monkeypatch.setenv("JAXCNN_CONV", mode)
+@pytest.mark.parametrize("mode", [pytest.param("onednn", marks=needs_onednn), "plain"])
+def test_matches_flax_values_statistics_and_gradients(mode):
   x = _batch()
-  ours, flax_own = batch_norm.BatchNorm(**OPTIONS), nn.BatchNorm(**OPTIONS)
+  module = cpu_batch_norm.BatchNorm if mode == "onednn" else batch_norm.BatchNorm
+  ours, flax_own = module(**OPTIONS), nn.BatchNorm(**OPTIONS)
   variables = _trained_variables(flax_own, x)
   assert (jax.tree.structure(_trained_variables(ours, x)) == jax.tree.structure(variables))
   (loss, (y, stats)), grads = _loss_and_grads(ours, variables, x)
@@ -59,12 +61,11 @@ def test_matches_flax_values_statistics_and_gradients(mode, monkeypatch):
 
 
 @needs_onednn
-def test_gradient_through_the_batch_statistics_matches_flax(monkeypatch):
+def test_gradient_through_the_batch_statistics_matches_flax():
   """The statistics' cotangents are added to oneDNN's input gradient when a loss uses them."""
-  monkeypatch.setenv("JAXCNN_CONV", "onednn")
   x = _batch(seed=3)
   # Momentum 0: the running averages are the batch's statistics themselves.
-  ours, flax_own = batch_norm.BatchNorm(momentum=0.0), nn.BatchNorm(momentum=0.0)
+  ours, flax_own = cpu_batch_norm.BatchNorm(momentum=0.0), nn.BatchNorm(momentum=0.0)
   variables = _trained_variables(flax_own, x)
 
   def grad_of_statistics(module):
@@ -84,12 +85,10 @@ def test_gradient_through_the_batch_statistics_matches_flax(monkeypatch):
 
 
 @needs_onednn
-def test_other_cases_are_flax_own(monkeypatch):
-  monkeypatch.setenv("JAXCNN_CONV", "onednn")
+def test_other_cases_are_flax_own():
   x = _batch()
+  ours = cpu_batch_norm.BatchNorm
   variables = _trained_variables(nn.BatchNorm(**OPTIONS), x)
-  assert _custom_calls(batch_norm.BatchNorm(**OPTIONS), variables, x) == 2
-  assert _custom_calls(batch_norm.BatchNorm(**OPTIONS, dtype=jnp.bfloat16), variables, x) == 0
-  assert _custom_calls(batch_norm.BatchNorm(**OPTIONS), variables, x[:, 0]) == 0  # not NHWC
-  with conv.traced_for_gspmd():
-    assert _custom_calls(batch_norm.BatchNorm(**OPTIONS), variables, x) == 0
+  assert _custom_calls(ours(**OPTIONS), variables, x) == 2
+  assert _custom_calls(ours(**OPTIONS, dtype=jnp.bfloat16), variables, x) == 0
+  assert _custom_calls(ours(**OPTIONS), variables, x[:, 0]) == 0  # not NHWC

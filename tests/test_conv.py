@@ -1,4 +1,4 @@
-"""jaxcnn.models.conv: the CPU formulations compute what XLA's convolution computes, and are used."""
+"""jaxcnn.cpu.conv: the CPU formulations compute what XLA's convolution computes, and are used."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from jaxcnn.models import conv, onednn
+from jaxcnn.cpu import conv, onednn
 
 ONEDNN_MISSING = None if onednn.available() else "oneDNN's binding does not build here"
 
@@ -44,12 +44,11 @@ def _grads(module, variables, x):
     "matmul"])
 @pytest.mark.parametrize("batch,size,cin,cout,kernel,stride,padding", CASES)
 def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, stride, padding,
-                                                mode, monkeypatch):
-  monkeypatch.setenv("JAXCNN_CONV", mode)
+                                                mode):
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   x = jax.random.normal(keys[0], (batch, size, size, cin))
   reference = nn.Conv(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
-  ours = conv.Conv(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
+  ours = conv.module(mode)(cout, (kernel, kernel), strides=(stride, stride), padding=padding)
   variables = reference.init(keys[1], x)
   assert jax.tree.structure(ours.init(keys[1], x)) == jax.tree.structure(variables)
   np.testing.assert_allclose(ours.apply(variables, x), reference.apply(variables, x),
@@ -59,43 +58,43 @@ def test_conv_matches_xla_forward_and_gradients(batch, size, cin, cout, kernel, 
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_weight_gradient_is_the_chunked_matmul_on_cpu(monkeypatch):
+def test_weight_gradient_is_the_chunked_matmul_on_cpu():
   """The formulation is really taken (a scan of matmuls in the gradient) for bfloat16, which
-  oneDNN's binding does not take, and JAXCNN_CONV=xla really turns it off; in bfloat16 the
+  oneDNN's binding does not take, and not where GSPMD partitions the step; in bfloat16 the
   gradient keeps the kernel's dtype."""
   x = jnp.ones((8, 16, 16, 4), jnp.bfloat16)
-  module = conv.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16)
-  variables = module.init(jax.random.PRNGKey(0), x)
 
-  def jaxpr_of_gradient():  # a new function each time: traces are cached per function
+  def jaxpr_of_gradient(module):
+    variables = module.init(jax.random.PRNGKey(0), x)
     return str(jax.make_jaxpr(jax.grad(
         lambda v: jnp.sum(module.apply(v, x).astype(jnp.float32))))(variables))
 
-  assert "scan" in jaxpr_of_gradient()
-  grad = jax.grad(lambda v: jnp.sum(module.apply(v, x).astype(jnp.float32)))(variables)
+  ours = conv.module("onednn")(8, (3, 3), padding="SAME", dtype=jnp.bfloat16)
+  assert "scan" in jaxpr_of_gradient(ours)
+  variables = ours.init(jax.random.PRNGKey(0), x)
+  grad = jax.grad(lambda v: jnp.sum(ours.apply(v, x).astype(jnp.float32)))(variables)
   assert grad["params"]["kernel"].dtype == jnp.float32  # the parameter's dtype
-  monkeypatch.setenv("JAXCNN_CONV", "xla")
-  assert "scan" not in jaxpr_of_gradient()
-  monkeypatch.setenv("JAXCNN_CONV", "fast")
-  with pytest.raises(ValueError, match="JAXCNN_CONV"):
-    module.apply(variables, x)
+  partitioned = conv.module("matmul", partitioned=True)(8, (3, 3), padding="SAME",
+                                                        dtype=jnp.bfloat16)
+  assert "scan" not in jaxpr_of_gradient(partitioned)
+  assert "scan" not in jaxpr_of_gradient(nn.Conv(8, (3, 3), padding="SAME", dtype=jnp.bfloat16))
+  with pytest.raises(ValueError, match="formulation must be one of"):
+    conv.module("fast")
 
 
-def test_input_gradient_of_few_channels_is_col2im_on_cpu(monkeypatch):
+def test_input_gradient_of_few_channels_is_col2im_on_cpu():
   """Inputs of fewer than eight channels get their gradient from a matrix product, not a
   second convolution; wider inputs keep XLA's input-gradient convolution (matmul mode)."""
-  monkeypatch.setenv("JAXCNN_CONV", "matmul")
-  def convolutions_in_input_gradient(cin):
+  def convolutions_in_input_gradient(cin, module_def=conv.module("matmul")):
     x = jnp.ones((2, 12, 12, cin))
-    module = conv.Conv(16, (5, 5), padding="VALID")
+    module = module_def(16, (5, 5), padding="VALID")
     variables = module.init(jax.random.PRNGKey(0), x)
     jaxpr = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(module.apply(variables, x))))(x)
     return str(jaxpr).count("conv_general_dilated")
 
   assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2) == 1  # the forward only
   assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS) > 1
-  monkeypatch.setenv("JAXCNN_CONV", "xla")
-  assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2) > 1
+  assert convolutions_in_input_gradient(conv.FEW_INPUT_CHANNELS - 2, nn.Conv) > 1
 
 
 @pytest.mark.parametrize("batch,positions,row_values,images", [
@@ -116,9 +115,9 @@ def test_several_chunks_cases_have_several_chunks(batch, size, cin, cout, kernel
 
 def test_bfloat16_gradients_close_to_float32():
   x = jax.random.normal(jax.random.PRNGKey(2), (8, 8, 8, 16))
-  f32 = conv.Conv(16, (3, 3), padding="SAME")
+  f32 = conv.module("matmul")(16, (3, 3), padding="SAME")
   variables = f32.init(jax.random.PRNGKey(3), x)
-  bf16 = conv.Conv(16, (3, 3), padding="SAME", dtype=jnp.bfloat16)
+  bf16 = conv.module("matmul")(16, (3, 3), padding="SAME", dtype=jnp.bfloat16)
   g32 = _grads(f32, variables, x)[0]["params"]["kernel"]
   g16 = _grads(bf16, variables, x)[0]["params"]["kernel"]
   assert g16.dtype == jnp.float32
@@ -134,50 +133,25 @@ def _custom_calls_and_convolutions(module, x):
 
 
 @pytest.mark.skipif(bool(ONEDNN_MISSING), reason=str(ONEDNN_MISSING))
-def test_float32_takes_onednn_for_all_three_passes_by_default(monkeypatch):
-  monkeypatch.delenv("JAXCNN_CONV", raising=False)
-  module = conv.Conv(8, (3, 3), padding="SAME")
-  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+def test_float32_takes_onednn_for_all_three_passes():
+  x = jnp.ones((2, 8, 8, 4))
+  calls, convolutions = _custom_calls_and_convolutions(
+      conv.module("onednn")(8, (3, 3), padding="SAME"), x)
   assert calls == {target: 1 for target in onednn.CONV_TARGETS} and convolutions == 0
-  monkeypatch.setenv("JAXCNN_CONV", "matmul")
-  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  calls, convolutions = _custom_calls_and_convolutions(
+      conv.module("matmul")(8, (3, 3), padding="SAME"), x)
   assert sum(calls.values()) == 0 and convolutions > 0
-  # Traced for GSPMD to partition (jit over several devices): no custom call, which GSPMD
+  # For a step GSPMD partitions (jit over several devices): no custom call, which GSPMD
   # would replicate.
-  with conv.traced_for_gspmd():
-    calls, _ = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+  calls, _ = _custom_calls_and_convolutions(
+      conv.module("onednn", partitioned=True)(8, (3, 3), padding="SAME"), x)
   assert sum(calls.values()) == 0
 
 
-@pytest.mark.skipif(ONEDNN_MISSING is not None, reason=str(ONEDNN_MISSING))
-def test_a_formulation_chosen_in_code_leaves_the_environment_alone(monkeypatch):
-  """conv.formulation("xla") (what parallel.step_flops traces with) takes XLA's convolutions
-  inside the block only, and never writes JAXCNN_CONV."""
-  monkeypatch.delenv("JAXCNN_CONV", raising=False)
-  module = conv.Conv(8, (3, 3), padding="SAME")
-  with conv.formulation("xla"):
-    calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
-    assert "JAXCNN_CONV" not in os.environ
-  assert sum(calls.values()) == 0 and convolutions > 0
-  calls, _ = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
-  assert calls == {target: 1 for target in onednn.CONV_TARGETS}
-  with pytest.raises(ValueError, match="formulation must be one of"):
-    with conv.formulation("fast"):
-      pass
-
-
-def test_without_onednn_auto_falls_back_and_onednn_mode_says_why(monkeypatch):
-  def unavailable():
-    raise onednn.Unavailable("no C++ compiler (c++, or $CXX) to build the oneDNN binding")
-
-  monkeypatch.setattr(onednn, "load", unavailable)
-  module = conv.Conv(8, (3, 3), padding="SAME")
-  monkeypatch.setenv("JAXCNN_CONV", "auto")
-  calls, convolutions = _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
-  assert sum(calls.values()) == 0 and convolutions > 0
-  monkeypatch.setenv("JAXCNN_CONV", "onednn")
-  with pytest.raises(onednn.Unavailable, match="no C\\+\\+ compiler"):
-    _custom_calls_and_convolutions(module, jnp.ones((2, 8, 8, 4)))
+def test_modules_of_one_choice_are_one_object():
+  """A model built twice with the same choice compares equal (jit's caches, apply_fn)."""
+  assert conv.module("onednn") is conv.module("onednn")
+  assert conv.module("onednn") is not conv.module("onednn", partitioned=True)
 
 
 def test_binding_build_failures_are_reported(monkeypatch, tmp_path):
@@ -259,13 +233,13 @@ def test_a_convolution_outside_the_verified_configurations_is_xlas():
   pads = ((2, 2), (2, 2))
 
   def loss(x, w):
-    return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=conv._NHWC) ** 2)
+    return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=conv._NHWC,
+                                             formulation="onednn") ** 2)
 
-  with conv.formulation("auto"):
-    jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w))
-    grads = jax.grad(loss, argnums=(0, 1))(x, w)
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w))
+  grads = jax.grad(loss, argnums=(0, 1))(x, w)
   assert "ffi_call" not in jaxpr and "conv_general_dilated" in jaxpr
-  with conv.formulation("xla"):
-    expected = jax.grad(loss, argnums=(0, 1))(x, w)
+  expected = jax.grad(lambda x, w: jnp.sum(conv._xla_conv(x, w, (1, 1), pads, None) ** 2),
+                      argnums=(0, 1))(x, w)
   for a, b in zip(grads, expected):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,11 +1,11 @@
-"""jaxcnn.host_memory: with it, a large block freed by a worker thread is reused without page faults."""
+"""jaxcnn.cpu.host_memory: with it, a large block freed by a worker thread is reused without page faults."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from jaxcnn import host_memory
+from jaxcnn.cpu import host_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ROUNDS = """
 import resource, sys, threading
 import numpy as np
-from jaxcnn.host_memory import keep_freed_memory
+from jaxcnn.cpu.host_memory import keep_freed_memory
 print(keep_freed_memory())
 faults = []
 def rounds():

@@ -49,7 +49,7 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, 
   state = launcher.saved_state(workdir)
   assert state.keys() == single_process.keys()
   # Equal up to the order of float32 sums: the cross-process all-reduce and the sharded
-  # kernel-gradient chunks (jaxcnn.models.conv) add the same terms in another order, and
+  # kernel-gradient chunks (jaxcnn.cpu.conv) add the same terms in another order, and
   # Adam's m / sqrt(v) enlarges such differences on near-zero gradients: after 6 steps of
   # lr 1e-3 they reach a few 1e-6, 1% of one step (measured up to 8e-6).
   for k, v in state.items():

@@ -10,10 +10,10 @@ import pytest
 from flax import linen as nn
 
 from jaxcnn import models
-from jaxcnn.models import onednn
+from jaxcnn.cpu import onednn
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, parallel as parallel_lib, steps
-from jaxcnn.train.state import create_train_state
+from jaxcnn.train.state import create_train_state, for_devices
 from tests.conftest import optimized_compiles
 
 BATCH = 32  # global: 4 per device on 8 devices
@@ -22,9 +22,11 @@ BATCH = 32  # global: 4 per device on 8 devices
 LEARNING_RATE = 1e-3
 
 
-def _model(bn_axis_name=None):
+def _model(bn_axis_name=None, parallel=None):
+  """ResNet-20, for `parallel`'s devices (the CPU's kernels, as training builds it) if given."""
   model = models.create("resnet20", num_classes=10)
-  return model.clone(bn_axis_name=bn_axis_name) if bn_axis_name else model
+  model = model.clone(bn_axis_name=bn_axis_name) if bn_axis_name else model
+  return for_devices(model, parallel) if parallel is not None else model
 
 
 def _batches(n=10):
@@ -35,7 +37,7 @@ def _batches(n=10):
 
 def _train(parallel, batches, state=None):
   """Trains from `state` (or a fresh one) on `batches`; returns host state and losses."""
-  model = _model(parallel.bn_axis_name)
+  model = _model(parallel.bn_axis_name, parallel)
   if state is None:
     state = create_train_state(model, optax.sgd(LEARNING_RATE, momentum=0.9), (32, 32, 3), seed=0)
   else:
@@ -105,7 +107,7 @@ def test_per_replica_batch_norm_paths_agree_with_each_other_not_with_one_device(
 def _train_grouped(parallel, batches, group_size):
   """As _train, with `group_size` steps per call (steps.scanned); returns the state and the
   running metrics."""
-  model = _model(parallel.bn_axis_name)
+  model = _model(parallel.bn_axis_name, parallel)
   state = parallel.put_state(create_train_state(model, optax.sgd(LEARNING_RATE, momentum=0.9),
                                                 (32, 32, 3), seed=0))
   metrics = parallel.put_state(steps.Metrics.empty())
@@ -167,10 +169,11 @@ def test_jit_over_several_devices_leaves_the_kernel_gradient_to_xla():
   several devices, the step has neither, while on one device it keeps the CPU formulation
   (oneDNN's passes, or the chunked loop where oneDNN's binding does not build)."""
   model = models.create("lenet5", num_classes=10)
-  state = create_train_state(model, optax.sgd(LEARNING_RATE), (28, 28, 1), seed=0)
   batch = {"image": np.zeros((8, 28, 28, 1), np.float32), "label": np.zeros(8, np.int32)}
 
   def loops_and_custom_calls(parallel):
+    state = create_train_state(for_devices(model, parallel), optax.sgd(LEARNING_RATE),
+                               (28, 28, 1), seed=0)
     jaxpr = str(parallel.compile_train_step(steps.train_step).trace(
         parallel.put_state(state), parallel.put_batch(batch)).jaxpr)
     return jaxpr.count("scan["), sum(jaxpr.count(target) for target in onednn.CONV_TARGETS)
@@ -184,7 +187,7 @@ def test_jit_over_several_devices_leaves_the_kernel_gradient_to_xla():
 
 def test_step_flops_count_the_convolutions_on_every_path():
   # XLA's cost analysis cannot see inside oneDNN's custom calls; step_flops traces the step
-  # with XLA's convolutions, so every path counts the same work per example.
+  # with the plain model, so every path counts the same work per example.
   devices = jax.devices()
   batch = _batches(1)[0]
   per_example = {}
@@ -192,10 +195,10 @@ def test_step_flops_count_the_convolutions_on_every_path():
                   "jit8": parallel_lib.JitParallel(devices),
                   "jit8_replica": parallel_lib.JitParallel(devices, per_replica_batch_norm=True),
                   "pmap8": parallel_lib.PmapParallel(devices)}.items():
-    state = p.put_state(create_train_state(_model(p.bn_axis_name), optax.sgd(LEARNING_RATE),
+    state = p.put_state(create_train_state(_model(p.bn_axis_name, p), optax.sgd(LEARNING_RATE),
                                            (32, 32, 3), seed=0))
     flops = parallel_lib.step_flops(p, functools.partial(steps.train_step), state,
-                                    p.put_batch(batch))
+                                    p.put_batch(batch), _model(p.bn_axis_name))
     programs = p.num_devices if p.name == "pmap" or p.axis_name else 1
     per_example[name] = flops * programs / BATCH
   # More than two passes (2 FLOPs per multiply-add) over ResNet-20's ~40M multiply-adds per

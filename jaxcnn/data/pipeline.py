@@ -49,19 +49,20 @@ def _example_seeds(seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
   return np.stack([np.full_like(positions, _epoch_seed(seed, epoch)), positions], axis=1)
 
 
-def _options():
+def _options(host_trains: bool):
+  """tf.data's options; `host_trains`: the host's cores also run the training step (the
+  platform is the CPU), so tf.data keeps to fewer threads than its defaults."""
   tf = _tf()
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True
-  # Parallel over elements only: a multi-threaded op would spin threads that the training
-  # step needs (on a CPU host that also trains, 8% fewer steps/s without this).
-  options.threading.max_intra_op_parallelism = 1
-  # No autotuning: AUTOTUNE parallelism then means one call per core. The autotuner's
-  # optimisation thread made deleting an exhausted iterator (every epoch's end) block the
-  # training loop for 2-4 s in 3 of 16 epochs while the step kept the cores busy (LeNet,
-  # 2 cores); without it, under 11 ms in all.
-  options.autotune.enabled = False
+  if host_trains:
+    # Parallel over elements only: a multi-threaded op would spin threads that the training
+    # step needs. No autotuning (AUTOTUNE parallelism then means one call per core): its
+    # optimisation thread made deleting an exhausted iterator (every epoch's end) block the
+    # training loop for seconds while the step kept the cores busy (docs/speed.md).
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
   return options
 
 
@@ -151,11 +152,11 @@ def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: 
   return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
-def _read(ds, split: Split, indices: np.ndarray | None,
-          examples_per_element: int) -> Iterator[Batch]:
+def _read(ds, split: Split, indices: np.ndarray | None, examples_per_element: int,
+          host_trains: bool) -> Iterator[Batch]:
   """Yields ds's elements; a file that cannot be decoded stops it with its name (UserError)."""
   tf = _tf()
-  it = ds.with_options(_options()).as_numpy_iterator()
+  it = ds.with_options(_options(host_trains)).as_numpy_iterator()
   done = 0  # examples read
   while True:
     try:
@@ -196,8 +197,8 @@ def steps_per_epoch(num_examples: int, global_batch_size: int, drop_remainder: b
 
 def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step: int,
                   preprocess: Callable, process_index: int = 0, process_count: int = 1,
-                  prefetch: int = 2, group_size: int = 1,
-                  drop_remainder: bool = True) -> Iterator[Batch]:
+                  prefetch: int = 2, group_size: int = 1, drop_remainder: bool = True,
+                  host_trains: bool = False) -> Iterator[Batch]:
   """Endless iterator of this host's share of the global batches, from `start_step` on.
 
   With `group_size` > 1 each element holds up to that many consecutive batches along a new
@@ -208,6 +209,9 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
   holds the examples left, padded to the batch's shape, and every batch carries `mask` (True
   for real examples), which the train step uses to leave padding out of the loss, the
   gradient and the batch-norm statistics.
+
+  `host_trains`: this host's cores also run the training step (the CPU platform); tf.data
+  then keeps to fewer threads (`_options`).
   """
   if global_batch_size % process_count:
     raise ValueError("The global batch must divide over the processes.")
@@ -221,7 +225,8 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
       raise UserError("config.drop_remainder=False is not supported for datasets streamed "
                       "from tfds (ImageNet): set --config.drop_remainder=True.")
     yield from _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
-                                     process_index, process_count, prefetch, group_size)
+                                     process_index, process_count, prefetch, group_size,
+                                     host_trains)
     return
   epoch, offset = divmod(start_step, epoch_steps)
   while True:
@@ -240,7 +245,7 @@ def train_batches(split: Split, *, global_batch_size: int, seed: int, start_step
       ds = _preprocessed_batches(split, indices, seeds, preprocess, local, mask=mask,
                                  drop_remainder=True)
       ds = _grouped(ds, group_size, offset).prefetch(prefetch)
-      yield from _read(ds, split, indices, local * group_size)
+      yield from _read(ds, split, indices, local * group_size, host_trains)
     epoch, offset = epoch + 1, 0
 
 
@@ -261,7 +266,7 @@ def _decode_and_preprocess(stream: sources.TfdsStream, preprocess, seed_of):
 
 
 def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess,
-                          process_index, process_count, prefetch, group_size):
+                          process_index, process_count, prefetch, group_size, host_trains):
   tf = _tf()
   stream = split.images
   local = global_batch_size // process_count
@@ -279,7 +284,7 @@ def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess
     ds = ds.map(_decode_and_preprocess(stream, preprocess, seed_of),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = _grouped(ds.batch(local, drop_remainder=True), group_size, offset).prefetch(prefetch)
-    yield from _read(ds, split, None, local * group_size)
+    yield from _read(ds, split, None, local * group_size, host_trains)
     epoch, offset = epoch + 1, 0
 
 
@@ -289,16 +294,17 @@ def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
 
 def eval_batches(split: Split, *, global_batch_size: int, preprocess: Callable,
                  process_index: int = 0, process_count: int = 1,
-                 prefetch: int = 2) -> Iterator[Batch]:
+                 prefetch: int = 2, host_trains: bool = False) -> Iterator[Batch]:
   """This host's share of every evaluation batch, the last one padded; `mask` marks real examples.
 
   Every example appears exactly once over all hosts and batches; padding has mask False.
+  `host_trains` as for train_batches.
   """
   local = global_batch_size // process_count
   num_batches = num_eval_batches(split.num_examples, global_batch_size)
   if isinstance(split.images, sources.TfdsStream):
     yield from _stream_eval_batches(split, global_batch_size, preprocess, process_index,
-                                    process_count, prefetch)
+                                    process_count, prefetch, host_trains)
     return
   positions = np.arange(num_batches * global_batch_size)
   mine = positions.reshape(num_batches, process_count, local)[:, process_index].reshape(-1)
@@ -309,11 +315,11 @@ def eval_batches(split: Split, *, global_batch_size: int, preprocess: Callable,
     return
   ds = _preprocessed_batches(split, indices, seeds, preprocess, local,
                              mask=mask).prefetch(prefetch)
-  yield from _read(ds, split, indices, local)
+  yield from _read(ds, split, indices, local, host_trains)
 
 
 def _stream_eval_batches(split, global_batch_size, preprocess, process_index, process_count,
-                         prefetch):
+                         prefetch, host_trains):
   tf = _tf()
   stream = split.images
   local = global_batch_size // process_count
@@ -327,7 +333,7 @@ def _stream_eval_batches(split, global_batch_size, preprocess, process_index, pr
                                   lambda p: tf.stack([tf.constant(0, tf.int64), p]))
   ds = ds.map(lambda p, ex: {**decode(p, ex[0]), "mask": ex[1]},
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  yield from _read(ds.batch(local).prefetch(prefetch), split, None, local)
+  yield from _read(ds.batch(local).prefetch(prefetch), split, None, local, host_trains)
 
 
 def make_preprocess(fn, config):

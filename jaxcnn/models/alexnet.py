@@ -27,16 +27,16 @@ dense layer's size depends on the input, as in the seed's Keras model; inputs fr
 work (a 1x1 map). 71,982,481 parameters for 17 classes (Keras's model.summary() has no
 non-trainable ones), 76,009,832 for 1000.
 """
-from typing import Any
+from typing import Any, Callable
 
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcnn.models import register
-from jaxcnn.models.conv import Conv
+from jaxcnn.models import layers, register
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  flatten, max_pool_2x2, torch_default_bias_init,
-                                  torch_default_kernel_init)
+                                  flatten, torch_default_bias_init, torch_default_kernel_init)
+
+ModuleDef = Any
 
 # Layers whose bias the paper initialises to 1 ("to accelerate the early stages of learning
 # by providing the ReLUs with positive inputs").
@@ -89,6 +89,7 @@ class AlexNet(nn.Module):
   lrn: bool = False
   init_scheme: str = "torch"  # the option init=...
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -100,9 +101,9 @@ class AlexNet(nn.Module):
     for i, (features, kernel, stride, pad, pool, lrn) in enumerate(specs, 1):
       name = f"conv{i}"
       kernel_init, bias_init = _inits(self.init_scheme, name, x.shape[-1] * kernel * kernel)
-      x = Conv(features, (kernel, kernel), strides=(stride, stride),
-               padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-               kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
+      x = self.conv(features, (kernel, kernel), strides=(stride, stride),
+                    padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+                    kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
       x = nn.relu(x)
       if lrn and self.lrn:
         x = LocalResponseNorm(name=f"lrn{i}")(x)
@@ -120,6 +121,7 @@ class AlexNetD2L(nn.Module):
   """The seed's AlexNet for 224x224 Fashion-MNIST (one input channel, 10 classes)."""
   num_classes: int = 10
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -127,11 +129,11 @@ class AlexNetD2L(nn.Module):
     specs = [(96, 11, 4, 0, True), (256, 5, 1, 2, True), (384, 3, 1, 1, False),
              (384, 3, 1, 1, False), (256, 3, 1, 1, True)]
     for i, (features, kernel, stride, pad, pool) in enumerate(specs, 1):
-      x = Conv(features, (kernel, kernel), strides=(stride, stride),
-               padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-               kernel_init=torch_default_kernel_init,
-               bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
-               name=f"conv{i}")(x)
+      x = self.conv(features, (kernel, kernel), strides=(stride, stride),
+                    padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+                    kernel_init=torch_default_kernel_init,
+                    bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
+                    name=f"conv{i}")(x)
       x = nn.relu(x)
       if pool:
         x = _max_pool(x)
@@ -144,6 +146,8 @@ class AlexNetKeras(nn.Module):
   """Seed 003's Keras AlexNet (the module docstring); 17 classes in the seed."""
   num_classes: int = 1000
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  max_pool_2x2: Callable = layers.max_pool_2x2
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -154,11 +158,11 @@ class AlexNetKeras(nn.Module):
     specs = [(96, 11, 4, False), (256, 5, 1, True), (384, 3, 1, True), (384, 3, 1, False),
              (256, 3, 1, True)]
     for i, (features, kernel, stride, pool) in enumerate(specs, 1):
-      x = nn.relu(Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
-                       dtype=self.dtype, kernel_init=kernel_init, bias_init=bias_init,
-                       name=f"conv{i}")(x))
+      x = nn.relu(self.conv(features, (kernel, kernel), strides=(stride, stride),
+                            padding="SAME", dtype=self.dtype, kernel_init=kernel_init,
+                            bias_init=bias_init, name=f"conv{i}")(x))
       if pool:
-        x = max_pool_2x2(x)  # Keras's MaxPool2D(2, 2): "valid", floor
+        x = self.max_pool_2x2(x)  # Keras's MaxPool2D(2, 2): "valid", floor
     if not x.shape[1] or not x.shape[2]:
       # An empty map would give a dense layer with no inputs, not an error.
       raise ValueError(f"alexnet_keras needs inputs of at least 29x29, not {height}x{width}.")

@@ -34,8 +34,9 @@ from flax import linen as nn
 
 from jaxcnn.models import register
 from jaxcnn.models.batch_norm import BatchNorm
-from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import adaptive_avg_pool, flatten, torch_default_bias_init
+
+ModuleDef = Any
 
 
 class BasicConv(nn.Module):
@@ -47,15 +48,17 @@ class BasicConv(nn.Module):
   std: float = 0.01  # the weight's initial standard deviation
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     ph, pw = self.padding
-    x = Conv(self.features, self.kernel, strides=self.stride, padding=((ph, ph), (pw, pw)),
-             use_bias=False, dtype=self.dtype,
-             kernel_init=nn.initializers.normal(self.std), name="conv")(x)
+    x = self.conv(self.features, self.kernel, strides=self.stride,
+                  padding=((ph, ph), (pw, pw)), use_bias=False, dtype=self.dtype,
+                  kernel_init=nn.initializers.normal(self.std), name="conv")(x)
     # PyTorch's momentum 0.1 is flax's 0.9.
-    x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
+    x = self.norm(use_running_average=not train, momentum=0.9, epsilon=1e-3,
                   dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
     return nn.relu(x)
 
@@ -107,12 +110,15 @@ class Inception(nn.Module):
   paper_5x5: bool = False
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     def conv(features, k, name):
       return BasicConv(features, (k, k), padding=(k // 2, k // 2),
-                       bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+                       bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                       norm=self.norm, name=name)
 
     b1 = conv(self.ch1x1, 1, "branch1")(x, train)
     b2 = conv(self.ch3x3red, 1, "branch2_0")(x, train)
@@ -130,11 +136,14 @@ class InceptionAux(nn.Module):
   dropout: float = 0.7
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = adaptive_avg_pool(x, (4, 4))
-    x = BasicConv(128, bn_axis_name=self.bn_axis_name, dtype=self.dtype, name="conv")(x, train)
+    x = BasicConv(128, bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                  norm=self.norm, name="conv")(x, train)
     x = flatten(x)  # (H, W, C) order; the converter permutes torchvision's (C, H, W) rows
     x = nn.relu(torch_dense(1024, 2048, 0.01, self.dtype, "fc1")(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -166,24 +175,26 @@ class GoogLeNet(nn.Module):
   dropout_aux: float = 0.7
   bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     if self.transform_input:
       x = transform_imagenet_input(x)
+    layers = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                  norm=self.norm)
 
     def conv(features, k, name, stride=1):
-      return BasicConv(features, (k, k), stride=stride, padding=(k // 2, k // 2),
-                       bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+      return BasicConv(features, (k, k), stride=stride, padding=(k // 2, k // 2), **layers,
+                       name=name)
 
     def block(name):
-      return Inception(*BLOCKS[name], paper_5x5=self.paper_5x5,
-                       bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+      return Inception(*BLOCKS[name], paper_5x5=self.paper_5x5, **layers, name=name)
 
     def aux_head(name):
-      return InceptionAux(self.num_classes, self.dropout_aux, bn_axis_name=self.bn_axis_name,
-                          dtype=self.dtype, name=name)
+      return InceptionAux(self.num_classes, self.dropout_aux, **layers, name=name)
 
     # The auxiliary heads also run while initialising, so that an eval-mode init (as
     # create_train_state does) creates their parameters for training.

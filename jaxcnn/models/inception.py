@@ -39,9 +39,10 @@ from flax import linen as nn
 
 from jaxcnn.models import register
 from jaxcnn.models.batch_norm import BatchNorm
-from jaxcnn.models.conv import Conv
 from jaxcnn.models.googlenet import BasicConv, transform_imagenet_input
 from jaxcnn.models.layers import flatten, torch_default_bias_init
+
+ModuleDef = Any
 
 # ---------------------------------------------------------------------------------------
 # Inception-v2, seed document 003 (Keras).
@@ -57,13 +58,15 @@ class ConvBN(nn.Module):
   bn_momentum: float = 0.99
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME",
-             dtype=self.dtype, kernel_init=_glorot, name="conv")(x)
+    x = self.conv(self.features, (self.kernel, self.kernel), strides=self.stride,
+                  padding="SAME", dtype=self.dtype, kernel_init=_glorot, name="conv")(x)
     x = nn.relu(x)
-    return BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+    return self.norm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
                      dtype=self.dtype, axis_name=self.bn_axis_name, name="bn")(x)
 
 
@@ -72,10 +75,13 @@ class _V2Module(nn.Module):
   bn_momentum: float = 0.99
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
-  def conv(self, features, kernel, stride, name):
+  def conv_bn(self, features, kernel, stride, name):
     return ConvBN(features, kernel, stride, bn_momentum=self.bn_momentum,
-                  bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+                  bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                  norm=self.norm, name=name)
 
 
 class InceptionV2Block(_V2Module):
@@ -87,17 +93,17 @@ class InceptionV2Block(_V2Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     ch1x1, ch3x3red, ch3x3, dbl_red, dbl, pool_proj = self.channels
-    b1 = self.conv(ch1x1, 1, 1, "branch1x1")(x, train)
-    b2 = self.conv(ch3x3red, 1, 1, "branch3x3_1")(x, train)
-    b2 = self.conv(ch3x3, 3, 1, "branch3x3_2")(b2, train)
-    b3 = self.conv(dbl_red, 1, 1, "branch3x3dbl_1")(x, train)
-    b3 = self.conv(dbl, 3, 1, "branch3x3dbl_2")(b3, train)
-    b3 = self.conv(dbl, 3, 1, "branch3x3dbl_3")(b3, train)
+    b1 = self.conv_bn(ch1x1, 1, 1, "branch1x1")(x, train)
+    b2 = self.conv_bn(ch3x3red, 1, 1, "branch3x3_1")(x, train)
+    b2 = self.conv_bn(ch3x3, 3, 1, "branch3x3_2")(b2, train)
+    b3 = self.conv_bn(dbl_red, 1, 1, "branch3x3dbl_1")(x, train)
+    b3 = self.conv_bn(dbl, 3, 1, "branch3x3dbl_2")(b3, train)
+    b3 = self.conv_bn(dbl, 3, 1, "branch3x3dbl_3")(b3, train)
     if self.pool == "avg":  # TensorFlow's "same" average leaves the padding out
       b4 = nn.avg_pool(x, (3, 3), padding="SAME", count_include_pad=False)
     else:
       b4 = nn.max_pool(x, (3, 3), padding="SAME")
-    b4 = self.conv(pool_proj, 1, 1, "branch_pool")(b4, train)
+    b4 = self.conv_bn(pool_proj, 1, 1, "branch_pool")(b4, train)
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
@@ -108,11 +114,11 @@ class InceptionV2Reduction(_V2Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     ch3x3red, ch3x3, dbl_red, dbl = self.channels
-    b1 = self.conv(ch3x3red, 1, 1, "branch3x3_1")(x, train)
-    b1 = self.conv(ch3x3, 3, 2, "branch3x3_2")(b1, train)
-    b2 = self.conv(dbl_red, 1, 1, "branch3x3dbl_1")(x, train)
-    b2 = self.conv(dbl, 3, 1, "branch3x3dbl_2")(b2, train)
-    b2 = self.conv(dbl, 3, 2, "branch3x3dbl_3")(b2, train)
+    b1 = self.conv_bn(ch3x3red, 1, 1, "branch3x3_1")(x, train)
+    b1 = self.conv_bn(ch3x3, 3, 2, "branch3x3_2")(b1, train)
+    b2 = self.conv_bn(dbl_red, 1, 1, "branch3x3dbl_1")(x, train)
+    b2 = self.conv_bn(dbl, 3, 1, "branch3x3dbl_2")(b2, train)
+    b2 = self.conv_bn(dbl, 3, 2, "branch3x3dbl_3")(b2, train)
     b3 = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     return jnp.concatenate([b1, b2, b3], axis=-1)
 
@@ -143,14 +149,15 @@ class InceptionV2(_V2Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = self.conv(64, 7, 2, "conv1")(x, train)
+    x = self.conv_bn(64, 7, 2, "conv1")(x, train)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
-    x = self.conv(64, 1, 1, "conv2")(x, train)
-    x = self.conv(192, 3, 1, "conv3")(x, train)
+    x = self.conv_bn(64, 1, 1, "conv2")(x, train)
+    x = self.conv_bn(192, 3, 1, "conv3")(x, train)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for name, kind, channels in V2_LAYOUT:
       shared = dict(channels=channels, bn_momentum=self.bn_momentum,
-                    bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=f"inception{name}")
+                    bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                    norm=self.norm, name=f"inception{name}")
       if kind == "reduce":
         x = InceptionV2Reduction(**shared)(x, train)
       else:
@@ -167,17 +174,20 @@ class InceptionV2(_V2Module):
 
 
 class _V3Module(nn.Module):
-  """Shared fields of the v3 blocks; `conv` is torchvision's BasicConv2d."""
+  """Shared fields of the v3 blocks; `basic_conv` is torchvision's BasicConv2d."""
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
-  def conv(self, features, kernel, stride=1, padding=(0, 0), *, name, std=0.1):
+  def basic_conv(self, features, kernel, stride=1, padding=(0, 0), *, name, std=0.1):
     if isinstance(kernel, int):
       kernel = (kernel, kernel)
     if isinstance(padding, int):
       padding = (padding, padding)
     return BasicConv(features, kernel, stride, padding, std=std,
-                     bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+                     bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                     norm=self.norm, name=name)
 
 
 def _avg_pool_3x3(x):
@@ -200,13 +210,13 @@ class InceptionA(_V3Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    b1 = self.conv(64, 1, name="branch1x1")(x, train)
-    b5 = self.conv(48, 1, name="branch5x5_1")(x, train)
-    b5 = self.conv(64, 5, padding=2, name="branch5x5_2")(b5, train)
-    bd = self.conv(64, 1, name="branch3x3dbl_1")(x, train)
-    bd = self.conv(96, 3, padding=1, name="branch3x3dbl_2")(bd, train)
-    bd = self.conv(96, 3, padding=1, name="branch3x3dbl_3")(bd, train)
-    bp = self.conv(self.pool_features, 1, name="branch_pool")(_avg_pool_3x3(x), train)
+    b1 = self.basic_conv(64, 1, name="branch1x1")(x, train)
+    b5 = self.basic_conv(48, 1, name="branch5x5_1")(x, train)
+    b5 = self.basic_conv(64, 5, padding=2, name="branch5x5_2")(b5, train)
+    bd = self.basic_conv(64, 1, name="branch3x3dbl_1")(x, train)
+    bd = self.basic_conv(96, 3, padding=1, name="branch3x3dbl_2")(bd, train)
+    bd = self.basic_conv(96, 3, padding=1, name="branch3x3dbl_3")(bd, train)
+    bp = self.basic_conv(self.pool_features, 1, name="branch_pool")(_avg_pool_3x3(x), train)
     return jnp.concatenate([b1, b5, bd, bp], axis=-1)
 
 
@@ -215,10 +225,10 @@ class InceptionB(_V3Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    b3 = self.conv(384, 3, 2, name="branch3x3")(x, train)
-    bd = self.conv(64, 1, name="branch3x3dbl_1")(x, train)
-    bd = self.conv(96, 3, padding=1, name="branch3x3dbl_2")(bd, train)
-    bd = self.conv(96, 3, 2, name="branch3x3dbl_3")(bd, train)
+    b3 = self.basic_conv(384, 3, 2, name="branch3x3")(x, train)
+    bd = self.basic_conv(64, 1, name="branch3x3dbl_1")(x, train)
+    bd = self.basic_conv(96, 3, padding=1, name="branch3x3dbl_2")(bd, train)
+    bd = self.basic_conv(96, 3, 2, name="branch3x3dbl_3")(bd, train)
     return jnp.concatenate([b3, bd, _max_pool_3x3_s2(x)], axis=-1)
 
 
@@ -229,16 +239,16 @@ class InceptionC(_V3Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     c7 = self.channels_7x7
-    b1 = self.conv(192, 1, name="branch1x1")(x, train)
-    b7 = self.conv(c7, 1, name="branch7x7_1")(x, train)
-    b7 = self.conv(c7, **_1x7, name="branch7x7_2")(b7, train)
-    b7 = self.conv(192, **_7x1, name="branch7x7_3")(b7, train)
-    bd = self.conv(c7, 1, name="branch7x7dbl_1")(x, train)
-    bd = self.conv(c7, **_7x1, name="branch7x7dbl_2")(bd, train)
-    bd = self.conv(c7, **_1x7, name="branch7x7dbl_3")(bd, train)
-    bd = self.conv(c7, **_7x1, name="branch7x7dbl_4")(bd, train)
-    bd = self.conv(192, **_1x7, name="branch7x7dbl_5")(bd, train)
-    bp = self.conv(192, 1, name="branch_pool")(_avg_pool_3x3(x), train)
+    b1 = self.basic_conv(192, 1, name="branch1x1")(x, train)
+    b7 = self.basic_conv(c7, 1, name="branch7x7_1")(x, train)
+    b7 = self.basic_conv(c7, **_1x7, name="branch7x7_2")(b7, train)
+    b7 = self.basic_conv(192, **_7x1, name="branch7x7_3")(b7, train)
+    bd = self.basic_conv(c7, 1, name="branch7x7dbl_1")(x, train)
+    bd = self.basic_conv(c7, **_7x1, name="branch7x7dbl_2")(bd, train)
+    bd = self.basic_conv(c7, **_1x7, name="branch7x7dbl_3")(bd, train)
+    bd = self.basic_conv(c7, **_7x1, name="branch7x7dbl_4")(bd, train)
+    bd = self.basic_conv(192, **_1x7, name="branch7x7dbl_5")(bd, train)
+    bp = self.basic_conv(192, 1, name="branch_pool")(_avg_pool_3x3(x), train)
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
@@ -247,12 +257,12 @@ class InceptionD(_V3Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    b3 = self.conv(192, 1, name="branch3x3_1")(x, train)
-    b3 = self.conv(320, 3, 2, name="branch3x3_2")(b3, train)
-    b7 = self.conv(192, 1, name="branch7x7x3_1")(x, train)
-    b7 = self.conv(192, **_1x7, name="branch7x7x3_2")(b7, train)
-    b7 = self.conv(192, **_7x1, name="branch7x7x3_3")(b7, train)
-    b7 = self.conv(192, 3, 2, name="branch7x7x3_4")(b7, train)
+    b3 = self.basic_conv(192, 1, name="branch3x3_1")(x, train)
+    b3 = self.basic_conv(320, 3, 2, name="branch3x3_2")(b3, train)
+    b7 = self.basic_conv(192, 1, name="branch7x7x3_1")(x, train)
+    b7 = self.basic_conv(192, **_1x7, name="branch7x7x3_2")(b7, train)
+    b7 = self.basic_conv(192, **_7x1, name="branch7x7x3_3")(b7, train)
+    b7 = self.basic_conv(192, 3, 2, name="branch7x7x3_4")(b7, train)
     return jnp.concatenate([b3, b7, _max_pool_3x3_s2(x)], axis=-1)
 
 
@@ -262,15 +272,15 @@ class InceptionE(_V3Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     def split(y, prefix):
-      return jnp.concatenate([self.conv(384, **_1x3, name=f"{prefix}a")(y, train),
-                              self.conv(384, **_3x1, name=f"{prefix}b")(y, train)], axis=-1)
+      return jnp.concatenate([self.basic_conv(384, **_1x3, name=f"{prefix}a")(y, train),
+                              self.basic_conv(384, **_3x1, name=f"{prefix}b")(y, train)], axis=-1)
 
-    b1 = self.conv(320, 1, name="branch1x1")(x, train)
-    b3 = split(self.conv(384, 1, name="branch3x3_1")(x, train), "branch3x3_2")
-    bd = self.conv(448, 1, name="branch3x3dbl_1")(x, train)
-    bd = self.conv(384, 3, padding=1, name="branch3x3dbl_2")(bd, train)
+    b1 = self.basic_conv(320, 1, name="branch1x1")(x, train)
+    b3 = split(self.basic_conv(384, 1, name="branch3x3_1")(x, train), "branch3x3_2")
+    bd = self.basic_conv(448, 1, name="branch3x3dbl_1")(x, train)
+    bd = self.basic_conv(384, 3, padding=1, name="branch3x3dbl_2")(bd, train)
     bd = split(bd, "branch3x3dbl_3")
-    bp = self.conv(192, 1, name="branch_pool")(_avg_pool_3x3(x), train)
+    bp = self.basic_conv(192, 1, name="branch_pool")(_avg_pool_3x3(x), train)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
@@ -286,8 +296,8 @@ class InceptionV3Aux(_V3Module):
           f"(inputs of at least 297x297), not {x.shape[1]}x{x.shape[2]}; use "
           f"aux_logits=False for smaller inputs.")
     x = nn.avg_pool(x, (5, 5), strides=(3, 3))
-    x = self.conv(128, 1, name="conv0")(x, train)
-    x = self.conv(768, 5, name="conv1", std=0.01)(x, train)
+    x = self.basic_conv(128, 1, name="conv0")(x, train)
+    x = self.basic_conv(768, 5, name="conv1", std=0.01)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype,
                     kernel_init=nn.initializers.normal(0.001),
@@ -307,13 +317,14 @@ class InceptionV3(_V3Module):
     x = x.astype(self.dtype)
     if self.transform_input:
       x = transform_imagenet_input(x)
-    shared = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype)
-    x = self.conv(32, 3, 2, name="Conv2d_1a_3x3")(x, train)
-    x = self.conv(32, 3, name="Conv2d_2a_3x3")(x, train)
-    x = self.conv(64, 3, padding=1, name="Conv2d_2b_3x3")(x, train)
+    shared = dict(bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                  norm=self.norm)
+    x = self.basic_conv(32, 3, 2, name="Conv2d_1a_3x3")(x, train)
+    x = self.basic_conv(32, 3, name="Conv2d_2a_3x3")(x, train)
+    x = self.basic_conv(64, 3, padding=1, name="Conv2d_2b_3x3")(x, train)
     x = _max_pool_3x3_s2(x)
-    x = self.conv(80, 1, name="Conv2d_3b_1x1")(x, train)
-    x = self.conv(192, 3, name="Conv2d_4a_3x3")(x, train)
+    x = self.basic_conv(80, 1, name="Conv2d_3b_1x1")(x, train)
+    x = self.basic_conv(192, 3, name="Conv2d_4a_3x3")(x, train)
     x = _max_pool_3x3_s2(x)
     x = InceptionA(pool_features=32, name="Mixed_5b", **shared)(x, train)
     x = InceptionA(pool_features=64, name="Mixed_5c", **shared)(x, train)

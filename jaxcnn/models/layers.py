@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcnn.models.batch_norm import BatchNorm
 
 # PyTorch's default for nn.Linear / nn.Conv2d: kaiming_uniform(a=sqrt(5)), i.e.
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight. The seeds' networks are trained
@@ -33,11 +32,12 @@ def constant_init(value: float):
 kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def batch_norm(train: bool, dtype, name: str, axis_name: str | None = None,
-               scale_init=nn.initializers.ones) -> BatchNorm:
-  """BatchNorm with PyTorch's defaults: momentum 0.1 there is 0.9 here, epsilon 1e-5."""
-  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      axis_name=axis_name, scale_init=scale_init, name=name)
+def batch_norm(norm, train: bool, dtype, name: str, axis_name: str | None = None,
+               scale_init=nn.initializers.ones) -> nn.Module:
+  """`norm` (a family's BatchNorm field) with PyTorch's defaults: momentum 0.1 there is 0.9
+  here, epsilon 1e-5."""
+  return norm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+              axis_name=axis_name, scale_init=scale_init, name=name)
 
 
 class LocalResponseNorm(nn.Module):
@@ -109,11 +109,7 @@ def accepting_init_option(cls, choices: tuple[str, ...]):
 def max_pool_2x2(x):
   """2x2 max-pool with stride 2, floor mode (PyTorch's MaxPool2d(2, 2), flax's VALID pool).
 
-  Written as a reshape and a max instead of XLA's reduce_window: the same forward values,
-  and the backward pass becomes a masked broadcast instead of select-and-scatter, which
-  XLA's CPU backend runs 2-3x slower (benchmarks/layers.py; ties split the gradient evenly
-  where select-and-scatter picks one, which only matters for exactly equal inputs).
+  The families that use it take it as a field (`max_pool_2x2`), so that a platform can give
+  them its own formulation of the same values (jaxcnn.cpu.pooling).
   """
-  n, h, w, c = x.shape
-  x = x[:, :h // 2 * 2, :w // 2 * 2]
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")

@@ -18,15 +18,16 @@ cross-entropy this project trains with. 60,850 parameters for 10 classes (61,750
 fully connected C3).
 """
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcnn.models import register
-from jaxcnn.models.conv import Conv
-from jaxcnn.models.layers import max_pool_2x2, torch_default_bias_init, torch_default_kernel_init
+from jaxcnn.models import layers, register
+from jaxcnn.models.layers import torch_default_bias_init, torch_default_kernel_init
+
+ModuleDef = Any
 
 
 def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
@@ -34,8 +35,9 @@ def _dense(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
                   bias_init=torch_default_bias_init(fan_in), name=name)
 
 
-def _conv(features: int, in_channels: int, kernel: int, dtype, name: str) -> nn.Conv:
-  return Conv(features, (kernel, kernel), padding="VALID", dtype=dtype,
+def _conv(conv: ModuleDef, features: int, in_channels: int, kernel: int, dtype,
+          name: str) -> nn.Conv:
+  return conv(features, (kernel, kernel), padding="VALID", dtype=dtype,
               kernel_init=torch_default_kernel_init,
               bias_init=torch_default_bias_init(in_channels * kernel * kernel), name=name)
 
@@ -45,15 +47,17 @@ class LeNet5(nn.Module):
   """d2l's LeNet-5 (sigmoid activations, max-pooling)."""
   num_classes: int = 10
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  max_pool_2x2: Callable = layers.max_pool_2x2
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # no dropout or batch norm in this network
     x = x.astype(self.dtype)
-    x = _conv(6, x.shape[-1], 5, self.dtype, "conv1")(x)
-    x = max_pool_2x2(nn.sigmoid(x))
-    x = _conv(16, 6, 5, self.dtype, "conv2")(x)
-    x = max_pool_2x2(nn.sigmoid(x))
+    x = _conv(self.conv, 6, x.shape[-1], 5, self.dtype, "conv1")(x)
+    x = self.max_pool_2x2(nn.sigmoid(x))
+    x = _conv(self.conv, 16, 6, 5, self.dtype, "conv2")(x)
+    x = self.max_pool_2x2(nn.sigmoid(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.sigmoid(_dense(120, x.shape[-1], self.dtype, "fc1")(x))
     x = nn.sigmoid(_dense(84, 120, self.dtype, "fc2")(x))
@@ -98,6 +102,7 @@ class LeNet5Classic(nn.Module):
   num_classes: int = 10
   sparse_c3: bool = True
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -109,8 +114,8 @@ class LeNet5Classic(nn.Module):
       raise ValueError(f"lenet5_classic takes 32x32 or 28x28 images, not {x.shape[1:3]}.")
 
     def conv(features, name):
-      return Conv(features, (5, 5), padding="VALID", dtype=self.dtype,
-                  kernel_init=_lecun_uniform_init, name=name)
+      return self.conv(features, (5, 5), padding="VALID", dtype=self.dtype,
+                       kernel_init=_lecun_uniform_init, name=name)
 
     x = _squash(conv(6, "c1")(x))
     x = _squash(SubSampling(self.dtype, name="s2")(x))

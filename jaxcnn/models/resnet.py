@@ -80,9 +80,10 @@ from flax import linen as nn
 
 from jaxcnn.models import register
 from jaxcnn.models.batch_norm import BatchNorm
-from jaxcnn.models.conv import Conv
 from jaxcnn.models.layers import (batch_norm, flatten, kaiming_normal_fan_out,
                                   torch_default_bias_init, torch_default_kernel_init)
+
+ModuleDef = Any
 
 
 class _Block(nn.Module):
@@ -94,17 +95,19 @@ class _Block(nn.Module):
   zero_init_residual: bool = False
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
-  def conv(self, features, kernel, strides=1, name=None):
+  def conv_layer(self, features, kernel, strides=1, name=None):
     pad = kernel // 2
-    return Conv(features, (kernel, kernel), strides=(strides, strides),
-                padding=((pad, pad), (pad, pad)), use_bias=False, dtype=self.dtype,
-                kernel_init=kaiming_normal_fan_out, name=name)
+    return self.conv(features, (kernel, kernel), strides=(strides, strides),
+                     padding=((pad, pad), (pad, pad)), use_bias=False, dtype=self.dtype,
+                     kernel_init=kaiming_normal_fan_out, name=name)
 
   def bn(self, train, name, last=False):
     scale_init = (nn.initializers.zeros if last and self.zero_init_residual
                   else nn.initializers.ones)
-    return batch_norm(train, self.dtype, name, self.bn_axis_name, scale_init)
+    return batch_norm(self.norm, train, self.dtype, name, self.bn_axis_name, scale_init)
 
   def add_shortcut(self, x, residual, train):
     if self.shortcut == "none":
@@ -116,7 +119,7 @@ class _Block(nn.Module):
       x = x[:, ::self.strides, ::self.strides, :]
       x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, out_features - x.shape[-1])))
     else:
-      x = self.conv(out_features, 1, self.strides, name="downsample_conv")(x)
+      x = self.conv_layer(out_features, 1, self.strides, name="downsample_conv")(x)
       x = self.bn(train, "downsample_bn")(x)
     return nn.relu(residual + x)
 
@@ -126,8 +129,9 @@ class BasicBlock(_Block):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = nn.relu(self.bn(train, "bn1")(self.conv(self.features, 3, self.strides, "conv1")(x)))
-    y = self.bn(train, "bn2", last=True)(self.conv(self.features, 3, name="conv2")(y))
+    y = self.conv_layer(self.features, 3, self.strides, "conv1")(x)
+    y = nn.relu(self.bn(train, "bn1")(y))
+    y = self.bn(train, "bn2", last=True)(self.conv_layer(self.features, 3, name="conv2")(y))
     return self.add_shortcut(x, y, train)
 
 
@@ -136,9 +140,10 @@ class Bottleneck(_Block):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = nn.relu(self.bn(train, "bn1")(self.conv(self.features, 1, name="conv1")(x)))
-    y = nn.relu(self.bn(train, "bn2")(self.conv(self.features, 3, self.strides, "conv2")(y)))
-    y = self.bn(train, "bn3", last=True)(self.conv(self.features * 4, 1, name="conv3")(y))
+    y = nn.relu(self.bn(train, "bn1")(self.conv_layer(self.features, 1, name="conv1")(x)))
+    y = self.conv_layer(self.features, 3, self.strides, "conv2")(y)
+    y = nn.relu(self.bn(train, "bn2")(y))
+    y = self.bn(train, "bn3", last=True)(self.conv_layer(self.features * 4, 1, name="conv3")(y))
     return self.add_shortcut(x, y, train)
 
 
@@ -153,6 +158,8 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -163,10 +170,10 @@ class ResNet(nn.Module):
       raise ValueError("zero_init_residual needs shortcuts; a plain net would start at zero.")
     x = x.astype(self.dtype)
     kernel, strides = (7, 2) if self.stem == "imagenet" else (3, 1)
-    x = Conv(self.widths[0], (kernel, kernel), strides=(strides, strides),
-             padding=((kernel // 2, kernel // 2),) * 2, use_bias=False, dtype=self.dtype,
-             kernel_init=kaiming_normal_fan_out, name="conv1")(x)
-    x = nn.relu(batch_norm(train, self.dtype, "bn1", self.bn_axis_name)(x))
+    x = self.conv(self.widths[0], (kernel, kernel), strides=(strides, strides),
+                  padding=((kernel // 2, kernel // 2),) * 2, use_bias=False, dtype=self.dtype,
+                  kernel_init=kaiming_normal_fan_out, name="conv1")(x)
+    x = nn.relu(batch_norm(self.norm, train, self.dtype, "bn1", self.bn_axis_name)(x))
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     block = Bottleneck if self.bottleneck else BasicBlock
@@ -174,7 +181,8 @@ class ResNet(nn.Module):
       for j in range(size):
         x = block(features, strides=2 if i > 0 and j == 0 else 1, shortcut=self.shortcut,
                   zero_init_residual=self.zero_init_residual, bn_axis_name=self.bn_axis_name,
-                  dtype=self.dtype, name=f"layer{i + 1}_{j}")(x, train)
+                  dtype=self.dtype, conv=self.conv, norm=self.norm,
+                  name=f"layer{i + 1}_{j}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=torch_default_kernel_init,
                     bias_init=torch_default_bias_init(x.shape[-1]), name="fc")(x)
@@ -213,21 +221,25 @@ class BlogBlock(nn.Module):
   relu_after_add: bool = True  # seed 001 has it, seed 000 not
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
-  def conv(self, x, kernel, strides, name):
+  def conv_layer(self, x, kernel, strides, name):
     pad = kernel // 2
-    return Conv(self.features, (kernel, kernel), strides=(strides, strides),
-                padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-                kernel_init=torch_default_kernel_init,
-                bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel), name=name)(x)
+    return self.conv(self.features, (kernel, kernel), strides=(strides, strides),
+                     padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+                     kernel_init=torch_default_kernel_init,
+                     bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
+                     name=name)(x)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    bn = lambda name: batch_norm(train, self.dtype, name, self.bn_axis_name)  # noqa: E731
-    y = nn.relu(bn("bn1")(self.conv(x, 3, self.strides, "conv1")))
-    y = bn("bn2")(self.conv(y, 3, 1, "conv2"))
+    bn = lambda name: batch_norm(  # noqa: E731
+        self.norm, train, self.dtype, name, self.bn_axis_name)
+    y = nn.relu(bn("bn1")(self.conv_layer(x, 3, self.strides, "conv1")))
+    y = bn("bn2")(self.conv_layer(y, 3, 1, "conv2"))
     if self.always_project or self.strides != 1 or x.shape[-1] != self.features:
-      x = bn("extra_bn")(self.conv(x, 1, self.strides, "extra_conv"))
+      x = bn("extra_bn")(self.conv_layer(x, 1, self.strides, "extra_conv"))
     y = x + y
     return nn.relu(y) if self.relu_after_add else y
 
@@ -245,6 +257,8 @@ class BlogResNet(nn.Module):
   head: str = "pool"
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -252,14 +266,16 @@ class BlogResNet(nn.Module):
       raise ValueError(f"head must be 'pool' or 'flatten', not {self.head!r}.")
     x = x.astype(self.dtype)
     features, kernel, stride, pad = self.stem
-    x = Conv(features, (kernel, kernel), strides=(stride, stride),
-             padding=((pad, pad), (pad, pad)), dtype=self.dtype,
-             kernel_init=torch_default_kernel_init,
-             bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel), name="conv1")(x)
-    x = nn.relu(batch_norm(train, self.dtype, "bn1", self.bn_axis_name)(x))
+    x = self.conv(features, (kernel, kernel), strides=(stride, stride),
+                  padding=((pad, pad), (pad, pad)), dtype=self.dtype,
+                  kernel_init=torch_default_kernel_init,
+                  bias_init=torch_default_bias_init(x.shape[-1] * kernel * kernel),
+                  name="conv1")(x)
+    x = nn.relu(batch_norm(self.norm, train, self.dtype, "bn1", self.bn_axis_name)(x))
     for i, (features, strides) in enumerate(self.blocks, 1):
       x = BlogBlock(features, strides, self.always_project, self.relu_after_add,
-                    self.bn_axis_name, self.dtype, name=f"blk{i}")(x, train)
+                    self.bn_axis_name, self.dtype, conv=self.conv, norm=self.norm,
+                    name=f"blk{i}")(x, train)
     # F.adaptive_avg_pool2d(x, [1, 1]) in seed 001: the mean over the map
     x = jnp.mean(x, axis=(1, 2)) if self.head == "pool" else flatten(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=torch_default_kernel_init,
@@ -286,6 +302,8 @@ class KerasBottleneck(nn.Module):
   bn_momentum: float = 0.99
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -294,14 +312,13 @@ class KerasBottleneck(nn.Module):
 
     def conv(features, kernel, strides, name):
       pad = kernel // 2  # "valid" for the 1x1s, "same" for the 3x3 at stride 1
-      return Conv(features, (kernel, kernel), strides=(strides, strides),
-                  padding=((pad, pad), (pad, pad)), dtype=self.dtype, kernel_init=init,
-                  name=name)
+      return self.conv(features, (kernel, kernel), strides=(strides, strides),
+                       padding=((pad, pad), (pad, pad)), dtype=self.dtype, kernel_init=init,
+                       name=name)
 
     def bn(name):
-      return BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=1e-3, dtype=self.dtype, axis_name=self.bn_axis_name,
-                       name=name)
+      return _keras_batch_norm(self.norm, train, self.bn_momentum, self.dtype,
+                               self.bn_axis_name, name)
 
     y = nn.relu(bn("bn1")(conv(self.features, 1, self.strides, "conv1")(x)))
     y = nn.relu(bn("bn2")(conv(self.features, 3, 1, "conv2")(y)))
@@ -319,22 +336,24 @@ class KerasResNet(nn.Module):
   bn_momentum: float = 0.99  # Keras's BatchNormalization default
   bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))  # ZeroPadding2D((3, 3))
-    x = Conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
-             kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
-    x = BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-                  dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1")(x)
+    x = self.conv(self.widths[0], (7, 7), strides=(2, 2), padding="VALID", dtype=self.dtype,
+                  kernel_init=nn.initializers.glorot_uniform(), name="conv1")(x)
+    x = _keras_batch_norm(self.norm, train, self.bn_momentum, self.dtype, self.bn_axis_name,
+                          "bn1")(x)
     x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2))
     for i, (size, features) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(size):
         x = KerasBottleneck(features, strides=2 if i > 0 and j == 0 else 1,
                             projection=j == 0, bn_momentum=self.bn_momentum,
-                            bn_axis_name=self.bn_axis_name, dtype=self.dtype,
-                            name=f"stage{i + 2}_{j}")(x, train)
+                            bn_axis_name=self.bn_axis_name, dtype=self.dtype, conv=self.conv,
+                            norm=self.norm, name=f"stage{i + 2}_{j}")(x, train)
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype,
                     kernel_init=nn.initializers.glorot_uniform(), name="fc")(
@@ -344,9 +363,10 @@ class KerasResNet(nn.Module):
 register("resnet50_keras", num_classes=6)(KerasResNet)
 
 
-def _keras_batch_norm(train, momentum, dtype, axis_name, name):
-  return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-3,
-                   dtype=dtype, axis_name=axis_name, name=name)
+def _keras_batch_norm(norm, train, momentum, dtype, axis_name, name):
+  """`norm` as Keras's BatchNormalization: epsilon 1e-3, the given momentum."""
+  return norm(use_running_average=not train, momentum=momentum, epsilon=1e-3, dtype=dtype,
+              axis_name=axis_name, name=name)
 
 
 class KerasConvBN(nn.Module):
@@ -357,14 +377,16 @@ class KerasConvBN(nn.Module):
   bn_momentum: float = 0.99
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = Conv(self.features, (self.kernel, self.kernel), strides=(self.strides, self.strides),
-             padding="SAME", dtype=self.dtype, kernel_init=nn.initializers.glorot_uniform(),
-             name="conv")(x)
-    return nn.relu(_keras_batch_norm(train, self.bn_momentum, self.dtype, self.bn_axis_name,
-                                     "bn")(x))
+    x = self.conv(self.features, (self.kernel, self.kernel),
+                  strides=(self.strides, self.strides), padding="SAME", dtype=self.dtype,
+                  kernel_init=nn.initializers.glorot_uniform(), name="conv")(x)
+    return nn.relu(_keras_batch_norm(self.norm, train, self.bn_momentum, self.dtype,
+                                     self.bn_axis_name, "bn")(x))
 
 
 class KerasBasicBlock(nn.Module):
@@ -375,17 +397,20 @@ class KerasBasicBlock(nn.Module):
   bn_momentum: float = 0.99
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool):
     conv_bn = lambda strides, name: KerasConvBN(  # noqa: E731
-        self.features, 3, strides, self.bn_momentum, self.bn_axis_name, self.dtype, name=name)
+        self.features, 3, strides, self.bn_momentum, self.bn_axis_name, self.dtype,
+        conv=self.conv, norm=self.norm, name=name)
     y = conv_bn(self.strides, "conv_bn1")(x, train)
     y = conv_bn(1, "conv_bn2")(y, train)
     if self.strides != 1 or x.shape[-1] != self.features:
-      x = Conv(self.features, (1, 1), strides=(self.strides, self.strides), padding="VALID",
-               dtype=self.dtype, kernel_init=nn.initializers.glorot_uniform(),
-               name="shortcut_conv")(x)
+      x = self.conv(self.features, (1, 1), strides=(self.strides, self.strides),
+                    padding="VALID", dtype=self.dtype,
+                    kernel_init=nn.initializers.glorot_uniform(), name="shortcut_conv")(x)
     return x + y
 
 
@@ -398,18 +423,21 @@ class KerasResNet18(nn.Module):
   bn_momentum: float = 0.99  # Keras's BatchNormalization default
   bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
     x = KerasConvBN(self.widths[0], 7, 2, self.bn_momentum, self.bn_axis_name, self.dtype,
-                    name="conv1")(x, train)
+                    conv=self.conv, norm=self.norm, name="conv1")(x, train)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for i, (size, features) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(size):
         strides = 2 if self.downsample and i > 0 and j == 0 else 1
         x = KerasBasicBlock(features, strides, self.bn_momentum, self.bn_axis_name,
-                            self.dtype, name=f"stage{i + 2}_{j}")(x, train)
+                            self.dtype, conv=self.conv, norm=self.norm,
+                            name=f"stage{i + 2}_{j}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     # The seed's dense layer has a softmax; the loss takes the logits.
     return nn.Dense(self.num_classes, dtype=self.dtype,

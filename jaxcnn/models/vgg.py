@@ -18,16 +18,17 @@ response normalisation (AlexNet's) after the first conv's ReLU. Options:
 Parameters for 1000 classes with the imagenet head: vgg11 132,863,336; vgg13 133,047,848;
 vgg16 138,357,544; vgg19 143,667,240; the _bn versions add four per conv channel.
 """
-from typing import Any
+from typing import Any, Callable
 
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxcnn.models import register
-from jaxcnn.models.conv import Conv
+from jaxcnn.models import layers, register
+from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  batch_norm, flatten,
-                                  kaiming_normal_fan_out, max_pool_2x2)
+                                  batch_norm, flatten, kaiming_normal_fan_out)
+
+ModuleDef = Any
 
 # Each block: its convolutions' (channels, kernel size); a 2x2 max-pool ends every block.
 CONFIGS: dict[str, tuple[tuple[tuple[int, int], ...], ...]] = {
@@ -56,6 +57,9 @@ class VGG(nn.Module):
   dropout_rate: float = 0.5
   bn_axis_name: str | None = None  # synchronised batch norm (set by the training loop)
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = BatchNorm
+  max_pool_2x2: Callable = layers.max_pool_2x2
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -66,14 +70,14 @@ class VGG(nn.Module):
       for features, kernel in block:
         i += 1
         pad = kernel // 2
-        x = Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                 dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}")(x)
+        x = self.conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
+                      dtype=self.dtype, kernel_init=conv_init, name=f"conv{i}")(x)
         if self.batch_norm:
-          x = batch_norm(train, self.dtype, f"bn{i}", self.bn_axis_name)(x)
+          x = batch_norm(self.norm, train, self.dtype, f"bn{i}", self.bn_axis_name)(x)
         x = nn.relu(x)
         if self.lrn and i == 1:
           x = LocalResponseNorm(name="lrn")(x)
-      x = max_pool_2x2(x)
+      x = self.max_pool_2x2(x)
 
     def dense(features, name):
       return nn.Dense(features, dtype=self.dtype, kernel_init=dense_init, name=name)

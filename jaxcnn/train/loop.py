@@ -40,7 +40,8 @@ def evaluate(eval_step, parallel, state, split, config) -> dict[str, float]:
   total = None
   for batch in pipeline.eval_batches(split, global_batch_size=config.eval_batch_size,
                                      preprocess=fn, process_index=jax.process_index(),
-                                     process_count=jax.process_count()):
+                                     process_count=jax.process_count(),
+                                     host_trains=parallel.host_trains):
     m = parallel.metrics(eval_step(state, parallel.put_batch(batch)))
     total = m if total is None else total.merge(m)
   return summarize(total)
@@ -106,9 +107,8 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
   preprocess.get(config.eval_preprocess)  # fail early on an unknown name
   Monitor.from_config(config)  # and on an unknown monitor
   image_shape = pipeline.example_shape(train_split, train_fn)
-  model, tx = state_lib.model_and_optimizer(config, steps_per_epoch=steps_per_epoch,
-                                            total_steps=total_steps,
-                                            bn_axis_name=parallel.bn_axis_name)
+  model, tx = state_lib.model_and_optimizer(config, parallel, steps_per_epoch=steps_per_epoch,
+                                            total_steps=total_steps)
   return Run(config, parallel, train_split, test_split, steps_per_epoch, total_steps, train_fn,
              image_shape, model, tx, steps_per_dispatch)
 
@@ -173,7 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       run.train_split, global_batch_size=config.batch_size, seed=config.seed,
       start_step=start_step, preprocess=run.train_preprocess,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      group_size=group_size, drop_remainder=config.get("drop_remainder", True))
+      group_size=group_size, drop_remainder=config.get("drop_remainder", True),
+      host_trains=parallel.host_trains)
   first = next(host_batches)
   example = {k: v[0] for k, v in first.items()} if group_size > 1 else first
   calls = _dispatch_plan(itertools.chain([first], host_batches), start_step, group_size,
@@ -202,7 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                      parallel.put_batch(zeros, grouped=True), grouped=True)
   p_eval_step = _compile_eval_step(run, state)
   flops = parallel_lib.step_flops(parallel, functools.partial(steps.train_step, **step_kw),
-                                  state, example_batch)
+                                  state, example_batch,
+                                  state_lib.create_model(config, parallel.bn_axis_name))
   _describe(run, parallel.host_state(state).params, flops,
             compile_cache.describe(compiles_before, compile_cache.tally()))
 

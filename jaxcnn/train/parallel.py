@@ -29,7 +29,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcnn.errors import UserError
-from jaxcnn.models import conv
 
 DATA_AXIS = "data"
 PMAP_AXIS = "batch"
@@ -61,6 +60,21 @@ class _Parallel:
   @property
   def num_devices(self) -> int:
     return len(self.devices)
+
+  @property
+  def platform(self) -> str:
+    """The platform the steps run on: "cpu", "gpu" or "tpu"."""
+    return self.devices[0].platform
+
+  @property
+  def partitioned(self) -> bool:
+    """Whether GSPMD partitions the train step over the devices (jit over the Mesh)."""
+    return False
+
+  @property
+  def host_trains(self) -> bool:
+    """Whether the steps run on this host's CPU cores, which the input pipeline shares."""
+    return self.platform == "cpu"
 
   def check_batch_size(self, global_batch_size: int, what: str = "batch_size") -> None:
     multiple = self.num_devices  # jax.devices() spans every process
@@ -104,15 +118,6 @@ class _Parallel:
         host_state)
 
 
-def _traced_for_gspmd(step_fn):
-  """`step_fn`, traced with the convolutions told that GSPMD partitions it (models/conv.py)."""
-  @functools.wraps(step_fn)
-  def traced(*args, **kwargs):
-    with conv.traced_for_gspmd():
-      return step_fn(*args, **kwargs)
-  return traced
-
-
 class JitParallel(_Parallel):
   """jax.jit over a 1-D Mesh of all devices; see the module docstring."""
   name = "jit"
@@ -121,6 +126,10 @@ class JitParallel(_Parallel):
     super().__init__(devices)
     self.per_replica = per_replica_batch_norm
     self.axis_name = DATA_AXIS if per_replica_batch_norm else None
+
+  @property
+  def partitioned(self) -> bool:
+    return not self.per_replica and self.num_devices > 1
 
   def _shard_mapped(self, fn, out_specs, num_replicated_args=1, batch_spec=P(DATA_AXIS)):
     # The outputs are replicated by construction (pmean, all_gather), which shard_map's
@@ -135,8 +144,6 @@ class JitParallel(_Parallel):
     if self.per_replica:
       step_fn = self._shard_mapped(step_fn, out_specs=(P(), P()), num_replicated_args=carried,
                                    batch_spec=batch_sharding.spec)
-    elif self.num_devices > 1:
-      step_fn = _traced_for_gspmd(step_fn)
     return jax.jit(step_fn, in_shardings=(self.replicated,) * carried + (batch_sharding,),
                    out_shardings=(self.replicated, self.replicated),
                    donate_argnums=tuple(range(carried)))
@@ -231,16 +238,13 @@ class PmapParallel(_Parallel):
     return replicate_on_mesh(self.host_state(state), self.replicated)
 
 
-def step_flops(parallel: _Parallel, step_fn, state, batch) -> float:
+def step_flops(parallel: _Parallel, step_fn, state, batch, model) -> float:
   """XLA's count of the FLOPs of one program of `step_fn(state, batch)` compiled by `parallel`,
-  traced with XLA's own convolutions (conv.formulation("xla")): its cost analysis cannot see inside
-  the oneDNN custom calls a step runs on the CPU. Only traced, never compiled.
-
-  `step_fn` must be a new function object (a new functools.partial): jit's trace cache
-  would otherwise hand back an earlier trace, made with the chosen convolutions.
+  traced with `model`, the plain network (jaxcnn.models.create's) in place of the state's:
+  XLA's cost analysis cannot see inside the custom calls of the CPU's kernels. Only
+  traced, never compiled.
   """
-  with conv.formulation("xla"):
-    lowered = parallel.compile_train_step(step_fn).lower(state, batch)
+  lowered = parallel.compile_train_step(step_fn).lower(state.replace(apply_fn=model.apply), batch)
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float((cost or {}).get("flops", 0.0))

@@ -8,7 +8,7 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 
-from jaxcnn import models
+from jaxcnn import cpu, models
 from jaxcnn.train import optim
 
 
@@ -59,7 +59,8 @@ def _init_compiler_options() -> dict | None:
 
 
 def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = None) -> nn.Module:
-  """The config's network: its model options, half precision, synchronised batch norm."""
+  """The config's network, plain flax: its model options, half precision, synchronised
+  batch norm."""
   options = dict(config.model_options)
   if config.get("half_precision", False):
     # bfloat16 activations and matmul/conv inputs; parameters, optimizer state and the loss
@@ -71,14 +72,20 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = N
   return model
 
 
-def model_and_optimizer(config: ml_collections.ConfigDict, *, steps_per_epoch: int = 1,
-                        total_steps: int = 1, bn_axis_name: str | None = None
-                        ) -> tuple[nn.Module, optax.GradientTransformation]:
-  """The config's network and optimizer. With initial_state, the one place that training,
-  evaluation, prediction and the benchmarks build them, so that a checkpoint written by one
-  restores into the others. The step counts shape the schedule only (evaluation passes 1)."""
-  return (create_model(config, bn_axis_name),
-          optim.create_optimizer(config, steps_per_epoch, total_steps))
+def for_devices(model: nn.Module, parallel) -> nn.Module:
+  """`model` with the layers of the platform that `parallel`'s steps run on: the CPU's
+  kernels there (jaxcnn.cpu), `model` itself on GPUs and TPUs."""
+  return cpu.for_platform(model, parallel.platform, partitioned=parallel.partitioned)
+
+
+def model_and_optimizer(config: ml_collections.ConfigDict, parallel, *, steps_per_epoch: int = 1,
+                        total_steps: int = 1) -> tuple[nn.Module, optax.GradientTransformation]:
+  """The config's network for `parallel`'s devices (`for_devices`) and its optimizer. With
+  initial_state, the one place that training, evaluation, prediction and the benchmarks
+  build them, so that a checkpoint written by one restores into the others. The step counts
+  shape the schedule only (evaluation passes 1)."""
+  model = for_devices(create_model(config, parallel.bn_axis_name), parallel)
+  return model, optim.create_optimizer(config, steps_per_epoch, total_steps)
 
 
 def initial_state(config: ml_collections.ConfigDict, model: nn.Module,

@@ -9,7 +9,8 @@ With one arena, no mmap and no trimming, a step reuses the pages of the step bef
 
 This is glibc's own mallopt (no library offers it; jemalloc or tcmalloc through LD_PRELOAD
 would do the same from outside the process). It only affects allocations made after the
-call, so entry points call it first, before JAX or TensorFlow start threads.
+call, so entry points call it first, before JAX or TensorFlow start threads, on a host
+whose platform is the CPU (jaxcnn.cpu.configure_process).
 JAXCNN_HOST_MEMORY=release leaves malloc as it is.
 """
 import ctypes
@@ -23,9 +24,9 @@ _M_ARENA_MAX = -8
 _NEVER_TRIM = 2**31 - 1  # mallopt takes an int: trim only above 2 GiB of free heap top
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(environ=os.environ) -> bool:
   """Sets glibc's malloc to reuse freed memory; True if it did (Linux with glibc only)."""
-  choice = os.environ.get("JAXCNN_HOST_MEMORY", "keep")
+  choice = environ.get("JAXCNN_HOST_MEMORY", "keep")
   if choice not in ("keep", "release"):
     raise ValueError(f"JAXCNN_HOST_MEMORY must be 'keep' or 'release', not {choice!r}")
   if choice == "release":

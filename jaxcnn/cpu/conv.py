@@ -1,37 +1,37 @@
-"""The convolution every model uses: XLA's, with faster CPU passes where XLA's CPU backend is slow.
+"""The CPU's convolution: XLA's, with faster passes where XLA's CPU backend is slow.
 
-`Conv` is flax's nn.Conv (same parameters, same names, same forward values) with its
-`conv_general_dilated` replaced by the one below, which on the CPU backend
+`module(formulation, partitioned)` is flax's nn.Conv (same parameters, same names, same
+forward values) with its `conv_general_dilated` replaced by the one below, which
 
-- in float32, runs the forward pass, the input gradient and the kernel gradient as oneDNN's
-  convolutions (onednn.py: one XLA custom call each; 2-10x faster than XLA's passes here),
-  except over feature maps of at most four positions, where the matrix products below win,
-  and layers outside the configurations the binding is verified for (`onednn.verified`,
-  checked at every ISA level by tests/onednn_isa_sweep.py), which take XLA's convolution;
-- otherwise (bfloat16, a step traced for GSPMD, a machine where oneDNN's binding does not
-  build), computes the kernel's gradient as matrix products over chunks of the batch. XLA's
-  CPU backend runs the weight-gradient convolution of a 3x3 layer at 2-14 GFLOP/s on feature
-  maps of 16x16 and larger (3.5 s for 128x32x32x64 -> 64 here, 13x its forward pass); the
-  same sums as the kernel's taps (shifted copies of the input, stacked tap by tap and
-  gathered in one pass) times the output gradient, a few images at a time so the taps stay
-  in cache, take about 0.1 s (benchmarks/layers.py). The forward pass stays XLA's own,
-  and so does the input gradient except for inputs of fewer than eight channels (LeNet's
-  second layer), where XLA's is 2-4x slower than a matrix product and col2im;
+- with formulation "onednn", in float32, runs the forward pass, the input gradient and the
+  kernel gradient as oneDNN's convolutions (onednn.py: one XLA custom call each; 2-10x
+  faster than XLA's passes here), except over feature maps of at most four positions, where
+  the matrix products below win, and layers outside the configurations the binding is
+  verified for (`onednn.verified`, checked at every ISA level by tests/onednn_isa_sweep.py),
+  which take XLA's convolution;
+- otherwise (formulation "matmul", bfloat16), computes the kernel's gradient as matrix
+  products over chunks of the batch. XLA's CPU backend runs the weight-gradient convolution
+  of a 3x3 layer at 2-14 GFLOP/s on feature maps of 16x16 and larger (13x its forward pass
+  for 128x32x32x64 -> 64); the same sums as the kernel's taps (shifted copies of the input,
+  stacked tap by tap and gathered in one pass) times the output gradient, a few images at a
+  time so the taps stay in cache, run many times faster (benchmarks/layers.py). The forward
+  pass stays XLA's own, and so does the input gradient except for inputs of fewer than eight
+  channels (LeNet's second layer), where XLA's is 2-4x slower than a matrix product and
+  col2im;
 - runs convolutions over feature maps of at most four positions (VGG's last block on
   32x32 inputs) as one im2col matrix product: XLA's convolution takes seconds there.
 
-Other backends (GPU, TPU) get lax.conv_general_dilated unchanged, and a step traced for
-GSPMD to partition over several devices (`traced_for_gspmd`) gets XLA's kernel gradient.
-JAXCNN_CONV chooses (`_mode`): auto, onednn, matmul (the formulations without oneDNN) or
-xla (all of them off: to measure them, or to rule them out).
+`partitioned` is for a step that GSPMD partitions over several devices (jit over a Mesh
+with the batch sharded): GSPMD cannot partition a custom call (it would gather the whole
+batch onto every device), and it partitions the chunked kernel gradient's gather with
+collectives inside the chunk loop, which XLA's CPU runtime once ran in different orders on
+different devices and hung; so such a step takes neither, and XLA's own kernel gradient,
+which GSPMD partitions as data-parallel (one all-reduce).
 
 XLA offers no switch for any of them (its oneDNN/XNNPACK/YNNPACK convolution flags were tried
 here and leave the weight gradient as slow), hence this file.
 """
-import contextlib
-import contextvars
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ from absl import logging
 from flax import linen as nn
 from jax import lax
 
-from jaxcnn.models import onednn
+from jaxcnn.cpu import onednn
 
 # Feature maps with at most this many positions take the im2col forward pass.
 SMALL_MAP_POSITIONS = 4
@@ -50,7 +50,7 @@ SMALL_MAP_POSITIONS = 4
 WEIGHT_GRADIENT_ROWS = 2048
 # Rows narrower than a 3x3 kernel's taps over 16 channels (LeNet's and ResNet's first layers:
 # 25 and 27 values) get proportionally more of them, up to 8x: the same bytes a chunk, fewer
-# trips through the loop (LeNet's first layer: 4.2 -> 3.2 ms at 16 images a chunk, not 2).
+# trips through the loop.
 NARROW_ROW_VALUES = 3 * 3 * 16
 
 # Inputs with fewer channels than this (a vector register of float32) take the col2im input
@@ -59,76 +59,7 @@ FEW_INPUT_CHANNELS = 8
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
-# Set while a step is traced for GSPMD to partition over several devices (jit over a Mesh).
-# GSPMD partitions the chunked kernel gradient's gather on the batch-sharded input with
-# collectives inside the chunk loop, and XLA's CPU runtime once ran two of them in different
-# orders on different devices and hung; XLA's own kernel gradient it partitions as
-# data-parallel, one all-reduce. (Only multi-device CPU runs, such as the tests, trace so.)
-_TRACED_FOR_GSPMD = contextvars.ContextVar("jaxcnn_conv_traced_for_gspmd", default=False)
-
-
-@contextlib.contextmanager
-def traced_for_gspmd():
-  """While tracing a program that GSPMD will partition: the kernel gradient is XLA's own."""
-  token = _TRACED_FOR_GSPMD.set(True)
-  try:
-    yield
-  finally:
-    _TRACED_FOR_GSPMD.reset(token)
-
-
-MODES = ("auto", "onednn", "matmul", "xla")
-_fallback_logged = False
-
-# Set while tracing with a formulation chosen in code (`formulation`); JAXCNN_CONV otherwise.
-_FORMULATION = contextvars.ContextVar("jaxcnn_conv_formulation", default=None)
-
-
-@contextlib.contextmanager
-def formulation(mode: str):
-  """While tracing: `mode` (one of MODES) instead of what JAXCNN_CONV says, e.g. "xla" for a
-  trace whose cost analysis must see every convolution. The process's environment is left
-  as it is."""
-  if mode not in MODES:
-    raise ValueError(f"formulation must be one of {', '.join(MODES)}, not {mode!r}")
-  token = _FORMULATION.set(mode)
-  try:
-    yield
-  finally:
-    _FORMULATION.reset(token)
-
-
-def _mode() -> str:
-  """Which convolution a CPU trace takes: JAXCNN_CONV, resolved for this backend.
-
-  auto: oneDNN's passes (onednn.py) where the binding builds, else the matrix-product
-  formulations; onednn: oneDNN's, or an error saying why not; matmul: the matrix-product
-  formulations; xla: lax.conv_general_dilated. Other backends always get XLA's.
-  """
-  global _fallback_logged
-  choice = _FORMULATION.get() or os.environ.get("JAXCNN_CONV", "auto")
-  if choice not in MODES:
-    raise ValueError(f"JAXCNN_CONV must be one of {', '.join(MODES)}, not {choice!r}")
-  if choice == "xla" or jax.default_backend() != "cpu":
-    return "xla"
-  if choice == "onednn":
-    onednn.load()  # raises onednn.Unavailable with the reason
-    return "onednn"
-  if choice == "auto":
-    try:
-      onednn.load()
-      return "onednn"
-    except onednn.Unavailable as reason:
-      if not _fallback_logged:
-        logging.warning("oneDNN convolutions unavailable (%s); using the matrix-product "
-                        "formulations", reason)
-        _fallback_logged = True
-  return "matmul"
-
-
-def onednn_applies() -> bool:
-  """Whether float32 work traced now takes oneDNN's kernels (conv here, batch_norm.py)."""
-  return _mode() == "onednn" and not _TRACED_FOR_GSPMD.get()
+FORMULATIONS = ("onednn", "matmul")
 
 
 def _is_nhwc_hwio(dimension_numbers) -> bool:
@@ -196,10 +127,9 @@ def _weight_gradient(x, g, kernel_shape, strides, padding, precision):
 
   A chunk's taps (the kernel's shifted copies of the input, stacked first: (taps, rows, in))
   are one gather from the chunk's flattened images, zeros where a tap reads the padding.
-  XLA fuses it with the transpose its matrix product wants, so the taps are written once;
-  built from a padded copy of the input, nine slices and a stack they were written four
-  times (pad, slices, stack, transpose), which cost more than the products: ResNet-20's
-  step took 469 ms that way and takes 402 ms this way (batch 128, one A/B run).
+  XLA fuses it with the transpose its matrix product wants, so the taps are written once
+  (a padded copy, slices and a stack would write them four times, more than the products
+  cost).
   """
   kh, kw, cin, cout = kernel_shape
   n, oh, ow, _ = g.shape
@@ -274,30 +204,30 @@ def _forward(x, w, strides, padding, precision):
   return _xla_conv(x, w, strides, padding, precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _cpu_conv(x, w, strides, padding, precision):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _matmul_conv(x, w, strides, padding, precision, partitioned):
   return _forward(x, w, strides, padding, precision)
 
 
-def _cpu_conv_forward(x, w, strides, padding, precision):
+def _matmul_conv_forward(x, w, strides, padding, precision, partitioned):
   return _forward(x, w, strides, padding, precision), (x, w)
 
 
-def _cpu_conv_backward(strides, padding, precision, residuals, g):
+def _matmul_conv_backward(strides, padding, precision, partitioned, residuals, g):
   x, w = residuals
   if x.shape[-1] < FEW_INPUT_CHANNELS:
     dx = _input_gradient_col2im(g.astype(x.dtype), w, x.shape, strides, padding, precision)
   else:
     _, input_vjp = jax.vjp(lambda x: _forward(x, w, strides, padding, precision), x)
     (dx,) = input_vjp(g)
-  if _TRACED_FOR_GSPMD.get():
+  if partitioned:  # XLA's kernel gradient, which GSPMD partitions (module docstring)
     _, kernel_vjp = jax.vjp(lambda w: _xla_conv(x, w, strides, padding, precision), w)
     (dw,) = kernel_vjp(g.astype(x.dtype))
     return dx, dw
   return dx, _weight_gradient(x, g.astype(x.dtype), w.shape, strides, padding, precision)
 
 
-_cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
+_matmul_conv.defvjp(_matmul_conv_forward, _matmul_conv_backward)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -332,41 +262,51 @@ def _log_unverified(kernel_shape, strides, padding):
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None, **kwargs):
-  """lax.conv_general_dilated, taking the CPU formulations above where they apply.
+                         precision=None, *, formulation: str = "matmul",
+                         partitioned: bool = False, **kwargs):
+  """lax.conv_general_dilated, taking the formulations above where they apply.
 
-  They apply to dense (ungrouped, undilated) NHWC x HWIO convolutions on the CPU backend;
-  everything else, and every other backend, is lax.conv_general_dilated itself.
+  They apply to dense (ungrouped, undilated) NHWC x HWIO convolutions with non-negative
+  padding (lax's negative padding crops; the formulations pad, never crop); everything else
+  is lax.conv_general_dilated itself.
   """
   if isinstance(padding, str) and lhs.ndim == 4 and rhs.ndim == 4:
     padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  # Negative padding (lax's crop) is left to lax: the formulations pad, never crop.
   applies = (lhs.ndim == 4 and _is_nhwc_hwio(dimension_numbers) and feature_group_count == 1
              and _unit(lhs_dilation) and _unit(rhs_dilation) and not kwargs
              and lhs.dtype == rhs.dtype and not isinstance(padding, str)
              and all(int(edge) >= 0 for pair in padding for edge in pair))
-  mode = _mode() if applies else "xla"
-  if mode == "xla":
+  if not applies:
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         precision=precision, **kwargs)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   strides = tuple(int(s) for s in window_strides)
-  # oneDNN's binding is float32 only, and GSPMD cannot partition a custom call (it would
-  # gather the whole batch onto every device).
-  # Maps of at most four positions keep the matrix products (im2col, chunks): oneDNN's
-  # passes take 2.5-3x as long there (VGG's 512 channels over 2x2: 26 against 10 ms each).
-  if (mode == "onednn" and lhs.dtype == jnp.float32 and not _TRACED_FOR_GSPMD.get()
+  # oneDNN's binding is float32 only. Maps of at most four positions keep the matrix
+  # products (im2col, chunks): oneDNN's passes take 2.5-3x as long there.
+  if (formulation == "onednn" and not partitioned and lhs.dtype == jnp.float32
       and _output_positions(lhs.shape, rhs.shape, strides, padding) > SMALL_MAP_POSITIONS):
     if onednn.verified(rhs.shape, strides, padding):
       return _onednn_conv(lhs, rhs, strides, padding)
     # A layer the binding is not verified for (onednn.verified) is XLA's, never a risk.
     _log_unverified(rhs.shape, strides, padding)
-    return lax.conv_general_dilated(lhs, rhs, strides, padding, dimension_numbers=_NHWC,
-                                    precision=precision)
-  return _cpu_conv(lhs, rhs, strides, padding, precision)
+    return _xla_conv(lhs, rhs, strides, padding, precision)
+  return _matmul_conv(lhs, rhs, strides, padding, precision, partitioned)
 
 
-# flax's Conv with the convolution above: the same parameters and module names as nn.Conv.
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+def module(formulation: str, partitioned: bool = False):
+  """flax's nn.Conv with the convolution above: the same parameters and module names.
+
+  One object per choice, so that models built with the same choice compare equal.
+  """
+  if formulation not in FORMULATIONS:
+    raise ValueError(f"formulation must be one of {', '.join(FORMULATIONS)}, not "
+                     f"{formulation!r}")
+  return _module(formulation, bool(partitioned))
+
+
+@functools.cache
+def _module(formulation: str, partitioned: bool):
+  return functools.partial(nn.Conv, conv_general_dilated=functools.partial(
+      conv_general_dilated, formulation=formulation, partitioned=partitioned))

@@ -6,7 +6,7 @@ Linux) and jaxlib's FFI headers, and kept in a cache directory keyed by everythi
 built from (JAXCNN_NATIVE_CACHE, else $XDG_CACHE_HOME/jaxcnn, else ~/.cache/jaxcnn): about
 5 s once per machine and version (JAXCNN_ONEDNN_CXXFLAGS adds compiler flags). `load()`
 raises `Unavailable`, with the reason, where it cannot be built (no compiler, no oneDNN,
-another platform); jaxcnn.models.conv then keeps its matrix-product formulations.
+another platform); jaxcnn.cpu.conv then keeps its matrix-product formulations.
 
 Three passes of a dense NHWC x HWIO float32 convolution with explicit padding:
 `forward(x, kernel)`, `input_gradient(g, kernel, x_shape)` and `kernel_gradient(x, g,
@@ -158,7 +158,7 @@ def output_shape(x_shape, kernel_shape, strides, padding):
 # The envelope of the convolutions tests/onednn_isa_sweep.py checks at every ISA level (every
 # registered network's): kernel sides up to 11 (AlexNet's stem), strides up to 4 and no
 # larger than the kernel (a 1x1 kernel: up to 2), each padding edge at most (side - 1) // 2,
-# up to 4096 channels. A layer outside it takes XLA's convolution (jaxcnn.models.conv).
+# up to 4096 channels. A layer outside it takes XLA's convolution (jaxcnn.cpu.conv).
 MAX_KERNEL_SIDE, MAX_STRIDE, MAX_CHANNELS = 11, 4, 4096
 
 
