@@ -34,8 +34,7 @@ def _lowered_train_step(model, shape):
   tx = optax.sgd(0.1, momentum=0.9)
   abstract = jax.eval_shape(lambda v: state_lib.TrainState.create(
       apply_fn=model.apply, params=v["params"], tx=tx, batch_stats=v.get("batch_stats", {}),
-      rng=jax.random.PRNGKey(0)), variables)
-  abstract = abstract.replace(apply_fn=model.apply, tx=tx)
+      rng=jax.random.PRNGKey(0)), variables)  # apply_fn and tx: static, kept
   batch = {"image": jax.ShapeDtypeStruct((2, *shape), jnp.float32),
            "label": jax.ShapeDtypeStruct((2,), jnp.int32)}
   return jax.jit(steps.train_step).lower(abstract, batch).as_text()

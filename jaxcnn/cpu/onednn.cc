@@ -4,8 +4,8 @@
 // gradient at 2-14); oneDNN, the library PyTorch's CPU convolutions use, runs the same
 // passes 2-10x faster on this machine. XLA offers no switch that routes convolutions to it
 // (its --xla_cpu_use_onednn flag leaves them as they are), so this file binds the three
-// passes through XLA's FFI: no library offers the binding. jaxcnn/models/onednn.py builds it
-// and registers the handlers; jaxcnn/models/conv.py calls them.
+// passes through XLA's FFI: no library offers the binding. jaxcnn/cpu/onednn.py builds it
+// and registers the handlers; jaxcnn/cpu/conv.py and jaxcnn/cpu/batch_norm.py call them.
 //
 // Batch norm (training: the batch's statistics) is two passes each way in oneDNN, against
 // XLA's five to seven separate reductions and elementwise loops for flax's formulation.
