@@ -5,8 +5,9 @@ weight decay 5e-4, lr 0.01 divided by 10 when validation error stops improving (
 times), about 90 epochs; weights N(0, 0.01), bias 1 in conv2, conv4, conv5 and the hidden
 dense layers; dropout 0.5; 224 crops of 256 images, flips, PCA lighting (sigma 0.1); the
 paper's local response normalisation.
-Expected: top-1 error 40.7% (one network, 10-crop testing; single centre crop is about
-1-2 points worse).
+Expected: top-1 error 40.7% (one network, 10-crop testing: eval_protocol "ten_crop", the
+four corner and the centre 224 crops of the central 256x256 square and their flips; a
+single centre crop is about 1-2 points worse).
 """
 from configs import imagenet
 
@@ -28,4 +29,5 @@ def get_config():
   config.plateau_patience = 3
   config.plateau_factor = 0.1
   config.plateau_max_reductions = 3
+  config.eval_protocol = "ten_crop"
   return config

@@ -13,6 +13,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.download = True  # let tfds download when no local copy exists
   c.train_preprocess = "to_float"  # to_float | resize | cifar | alexnet | vgg | inception
   c.eval_preprocess = "to_float"  # to_float | resize | normalize (CIFAR) | center_crop
+  # The papers' test protocols (jaxcnn/data/views.py): center | ten_crop | dense | multi_scale;
+  # eval_scales: the shorter sides Q of dense (one) and multi_scale (several).
+  c.eval_protocol = "center"
+  c.eval_scales = ()
   c.image_size = 28  # the network's input side: the crop (or resize) size
   # Datasets (jaxcnn/data/sources.py). imagefolder reads class folders in data_dir: a
   # train/ and test/ pair, or one folder split per class with a fixed seed:

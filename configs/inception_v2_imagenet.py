@@ -4,7 +4,8 @@ Source: Ioffe & Szegedy (2015), section 4.2: GoogLeNet's recipe changed as BN al
 the learning rate 30 times the Inception baseline's 0.0015 (0.045), its exponential decay
 6 times faster (x0.96 every 8/6 epochs), no dropout, L2 weight decay divided by 5, no local
 response normalisation, Inception crops and flips.
-Expected: 74.8% top-1 validation accuracy (BN-x30, single crop, the paper's Figure 3).
+Expected: 74.8% top-1 validation accuracy (BN-x30, single crop, the paper's Figure 3:
+eval_protocol "center").
 """
 from configs import googlenet_imagenet
 

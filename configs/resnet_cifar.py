@@ -7,7 +7,8 @@ subtraction (here per-channel mean/std). ResNet-110 warms up at lr 0.01 for abou
 iterations, then goes back to 0.1. (The paper trains on 45k images and validates on 5k;
 these configs train on all 50k.)
 Expected, test error (the paper's Table 6): ResNet-20 8.75%, ResNet-32 7.51%, ResNet-44
-7.17%, ResNet-56 6.97%, ResNet-110 6.43% (best of 5 runs; mean 6.61%).
+7.17%, ResNet-56 6.97%, ResNet-110 6.43% (best of 5 runs; mean 6.61%), each "evaluating
+the single view of the original 32x32 image" (eval_protocol "center").
 See configs/cifar10.py for the data.
 """
 from configs import cifar10

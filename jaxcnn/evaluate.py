@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from jaxcnn import report
-from jaxcnn.data import pipeline, preprocess
+from jaxcnn.data import pipeline, views
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, steps
 from jaxcnn.train import state as state_lib
@@ -70,10 +70,12 @@ def restore_for_inference(config: ml_collections.ConfigDict, workdir: str, which
   return parallel.put_state(state), record
 
 
-def top_k_step(state, batch, k: int):
-  """Eval-mode logits -> the k best classes, with the labels and mask passed through."""
-  logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
-                          batch["image"], train=False)
+def top_k_step(state, batch, k: int, dense: bool = False):
+  """Eval-mode logits (the views averaged, steps.eval_logits) -> the k best classes, with the
+  labels and mask passed through."""
+  logits = steps.eval_logits(state.apply_fn,
+                             {"params": state.eval_params(), "batch_stats": state.batch_stats},
+                             batch["image"], dense)
   _, top = jax.lax.top_k(logits.astype(jnp.float32), k)
   return top, batch["label"], batch["mask"]
 
@@ -88,11 +90,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   if theirs != run.identity:
     raise UserError(f"The checkpoint in {workdir} was trained on {theirs}, this config "
                     f"evaluates {run.identity}: pass the config that trained it.")
-  k = min(5, config.num_classes)
-  step_fn = jax.jit(lambda s, b: top_k_step(s, b, k),
+  views.check_network(config, state_lib.create_model(trained_config(record, workdir, config)))
+  k, dense = min(5, config.num_classes), config.eval_protocol in views.DENSE
+  step_fn = jax.jit(lambda s, b: top_k_step(s, b, k, dense),
                     in_shardings=(parallel.replicated, parallel.batch_sharding),
                     out_shardings=parallel.replicated)
-  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
+  fn = views.for_config(config)
   tops, labels = [], []
   for batch in pipeline.eval_batches(run.test_split, global_batch_size=config.eval_batch_size,
                                      preprocess=fn, process_index=jax.process_index(),
@@ -107,13 +110,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   matrix = report.confusion_matrix(labels, top[:, 0], config.num_classes)
   per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
   results = {
-      "step": record["step"], "epoch": record["epoch"], "num_examples": int(len(labels)),
+      "step": record["step"], "epoch": record["epoch"], "protocol": views.describe(config),
+      "num_examples": int(len(labels)),
       "top1_accuracy": float((top[:, 0] == labels).mean()),
       "top5_accuracy": float((top == labels[:, None]).any(axis=1).mean()),
       "per_class_accuracy": {n: float(a) for n, a in zip(class_names, per_class)},
   }
   if jax.process_index() == 0:
-    stem = os.path.join(workdir, f"eval_step{record['step']}")
+    protocol = "" if config.eval_protocol == "center" else f"_{config.eval_protocol}"
+    stem = os.path.join(workdir, f"eval_step{record['step']}{protocol}")
     results["confusion_matrix_png"] = report.plot_confusion(matrix, class_names,
                                                             stem + "_confusion.png")
     with open(stem + ".json", "w") as f:
@@ -123,7 +128,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
 
 def format_results(results: dict) -> str:
   lines = [f"checkpoint step {results['step']} (epoch {results['epoch']}), "
-           f"{results['num_examples']} test examples",
+           f"{results['num_examples']} test examples, protocol {results['protocol']}",
            f"top-1 accuracy {results['top1_accuracy']:.4f}",
            f"top-5 accuracy {results['top5_accuracy']:.4f}", "per-class accuracy:"]
   width = max(len(n) for n in results["per_class_accuracy"])

@@ -98,6 +98,16 @@ def example_shape(split: Split, preprocess) -> tuple[int, ...]:
   return tuple(int(d) for d in preprocess(split.images[0], seeds[0]).shape)
 
 
+def zeros_batch(split: Split, preprocess, batch_size: int):
+  """Zeros shaped as `batch_size` preprocessed examples of `split` (to compile a step for
+  them): an array, or the tuple of arrays of a preprocessing that returns several."""
+  if _numpy_twin(split, preprocess) is not None:
+    return np.zeros((batch_size, *example_shape(split, preprocess)), np.float32)
+  example = preprocess(split.images[0], np.zeros(2, np.int64))
+  return _tf().nest.map_structure(
+      lambda x: np.zeros((batch_size, *x.shape), np.float32), example)
+
+
 def _numpy_elements(split: Split, indices, seeds, preprocess, batch_size: int, group_size: int = 1,
                     offset: int = 0, mask=None) -> Iterator[Batch]:
   """What `_preprocessed_batches` (and `_grouped`) make of whole batches of `indices`, from

@@ -107,6 +107,11 @@ def _normalize(image, config):
   return tf.reshape(rows, shape)
 
 
+def normalize_rgb(images, config):
+  """float32 images [..., H, W, C] on [0, 255], normalised as every preprocessing here does."""
+  return _normalize(images, config)
+
+
 def _require(ok: bool, message: str) -> None:
   """A config that cannot work stops with one sentence, before any data flows."""
   if not ok:

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxcnn.models import layers, register
-from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  flatten, torch_default_bias_init, torch_default_kernel_init)
+from jaxcnn.models.layers import (LocalResponseNorm, WindowDense, accepting_init_option,
+                                  adaptive_avg_pool, flatten, torch_default_bias_init,
+                                  torch_default_kernel_init)
 
 ModuleDef = Any
 
@@ -83,6 +84,20 @@ class _Head(nn.Module):
     return dense(self.num_classes, "fc3", 4096)(x)
 
 
+class _DenseHead(nn.Module):
+  """torchvision AlexNet's _Head at evaluation, its dense layers applied as convolutions
+  (fc1 over 6x6 windows), the class score map averaged spatially."""
+  num_classes: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(WindowDense(4096, (6, 6), self.dtype, name="fc1")(x))
+    x = nn.relu(WindowDense(4096, (1, 1), self.dtype, name="fc2")(x))
+    x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc3")(x)
+    return jnp.mean(x, axis=(1, 2))
+
+
 class AlexNet(nn.Module):
   """torchvision's AlexNet, optionally with the paper's LRN and initialisation."""
   num_classes: int = 1000
@@ -92,7 +107,10 @@ class AlexNet(nn.Module):
   conv: ModuleDef = nn.Conv
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, dense: bool = False):
+    """`dense`: the dense layers applied as convolutions over the whole map (fc1 over 6x6
+    windows, as after the adaptive pool), the class scores averaged over the positions
+    (VGG's dense evaluation); a 224x224 input gives the ordinary output."""
     x = x.astype(self.dtype)
     # (features, kernel, stride, padding, max-pool after, LRN after)
     specs = [(64, 11, 4, 2, True, True), (192, 5, 1, 2, True, True),
@@ -109,6 +127,8 @@ class AlexNet(nn.Module):
         x = LocalResponseNorm(name=f"lrn{i}")(x)
       if pool:
         x = _max_pool(x)
+    if dense:
+      return _DenseHead(self.num_classes, self.dtype, name="classifier")(x)
     x = flatten(adaptive_avg_pool(x, (6, 6)))
     return _Head(self.num_classes, self.init_scheme, True, self.dtype, name="classifier")(x, train)
 

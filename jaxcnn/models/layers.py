@@ -1,5 +1,6 @@
 """The few pieces shared by several model families: initialisers, batch norm, LRN, pooling."""
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +85,35 @@ def adaptive_avg_pool(x, output_size: tuple[int, int]):
 
 def flatten(x):
   return x.reshape((x.shape[0], -1))
+
+
+class WindowDense(nn.Module):
+  """A dense layer over a flattened (h, w, C) window, applied at every position of a map.
+
+  Its parameters are nn.Dense's on `flatten` of the window (kernel [h * w * C, features],
+  bias [features]), so a network trained with nn.Dense loads unchanged: this is the
+  fully connected layer "converted to a convolutional layer" of VGG's dense evaluation
+  (Simonyan & Zisserman, sec. 3.2). A map of exactly the window gives nn.Dense's output in
+  a [N, 1, 1, features] map. flax has no such layer: nn.Conv's kernel has another shape.
+  """
+  features: int
+  window: tuple[int, int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    h, w = self.window
+    c = x.shape[-1]
+    if x.shape[1] < h or x.shape[2] < w:
+      raise ValueError(f"A {x.shape[1]}x{x.shape[2]} map is smaller than the {h}x{w} window "
+                       f"of the dense layer {self.name}: evaluate at a larger scale.")
+    # Initialisers are irrelevant: the layer is only applied to trained parameters.
+    kernel = self.param("kernel", nn.initializers.zeros, (h * w * c, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(x, kernel.reshape(h, w, c, self.features), (1, 1),
+                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
 
 
 def accepting_init_option(cls, choices: tuple[str, ...]):

@@ -162,7 +162,11 @@ class ResNet(nn.Module):
   norm: ModuleDef = BatchNorm
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, dense: bool = False):
+    """`dense` (VGG's dense evaluation, which ResNet's paper also uses) changes nothing: the
+    global average pool before the linear layer already averages its scores over the whole
+    map, of any size."""
+    del dense
     if self.shortcut not in ("A", "B", "none"):
       raise ValueError(f"shortcut must be 'A', 'B' or 'none', not {self.shortcut!r}.")
     if self.shortcut == "none" and self.zero_init_residual:

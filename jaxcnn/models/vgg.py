@@ -26,7 +26,8 @@ from flax import linen as nn
 from jaxcnn.models import layers, register
 from jaxcnn.models.batch_norm import BatchNorm
 from jaxcnn.models.layers import (LocalResponseNorm, accepting_init_option, adaptive_avg_pool,
-                                  batch_norm, flatten, kaiming_normal_fan_out)
+                                  WindowDense, batch_norm, flatten,
+                                  kaiming_normal_fan_out)
 
 ModuleDef = Any
 
@@ -62,7 +63,10 @@ class VGG(nn.Module):
   max_pool_2x2: Callable = layers.max_pool_2x2
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, dense: bool = False):
+    """`dense`: VGG's dense evaluation (sec. 3.2): the dense layers applied as convolutions
+    over the whole map of a larger image, the class scores averaged over the positions.
+    A 224x224 input (the imagenet head) or 32x32 (the cifar head) gives the ordinary output."""
     conv_init, dense_init = _INITS[self.init_scheme]
     x = x.astype(self.dtype)
     i = 0
@@ -79,18 +83,32 @@ class VGG(nn.Module):
           x = LocalResponseNorm(name="lrn")(x)
       x = self.max_pool_2x2(x)
 
-    def dense(features, name):
+    def dense_layer(features, name):
       return nn.Dense(features, dtype=self.dtype, kernel_init=dense_init, name=name)
 
-    if self.head == "cifar":
-      return dense(self.num_classes, "fc")(flatten(x))
-    if self.head != "imagenet":
+    if self.head not in ("imagenet", "cifar"):
       raise ValueError(f"head must be 'imagenet' or 'cifar', not {self.head!r}.")
+    if dense:
+      return self._dense_scores(x)
+    if self.head == "cifar":
+      return dense_layer(self.num_classes, "fc")(flatten(x))
     x = flatten(adaptive_avg_pool(x, (7, 7)))
     for j in (1, 2):
-      x = nn.relu(dense(4096, f"fc{j}")(x))
+      x = nn.relu(dense_layer(4096, f"fc{j}")(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return dense(self.num_classes, "fc3")(x)
+    return dense_layer(self.num_classes, "fc3")(x)
+
+  def _dense_scores(self, x):
+    """The head as convolutions: the first dense layer over the window it was trained on
+    (7x7 after the imagenet head's pool; the cifar head's 1x1 map of a 32x32 input), the
+    others 1x1; then the class score map's spatial mean."""
+    if self.head == "cifar":
+      x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc")(x)
+    else:
+      x = nn.relu(WindowDense(4096, (7, 7), self.dtype, name="fc1")(x))
+      x = nn.relu(WindowDense(4096, (1, 1), self.dtype, name="fc2")(x))
+      x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc3")(x)
+    return jnp.mean(x, axis=(1, 2))
 
 
 def paper_pre_init_layers(config: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from absl import logging
 from clu import parameter_overview
 
 from jaxcnn import compile_cache, report
-from jaxcnn.data import pipeline, preprocess, sources
+from jaxcnn.data import pipeline, preprocess, sources, views
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint, optim, parallel as parallel_lib, pretrained, resume, steps
 from jaxcnn.train import monitor as monitor_lib, state as state_lib
@@ -35,8 +35,8 @@ def _print(msg: str) -> None:
 
 
 def evaluate(eval_step, parallel, state, split, config) -> dict[str, float]:
-  """Metrics over the whole split: every example counted exactly once."""
-  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
+  """Metrics over the whole split, by config.eval_protocol: every example counted exactly once."""
+  fn = views.for_config(config)
   total = None
   for batch in pipeline.eval_batches(split, global_batch_size=config.eval_batch_size,
                                      preprocess=fn, process_index=jax.process_index(),
@@ -45,6 +45,12 @@ def evaluate(eval_step, parallel, state, split, config) -> dict[str, float]:
     m = parallel.metrics(eval_step(state, parallel.put_batch(batch)))
     total = m if total is None else total.merge(m)
   return summarize(total)
+
+
+def _protocol_note(config) -> str:
+  """The epoch line's note after the eval accuracy: " (ten_crop)", none for a centre view."""
+  protocol = views.describe(config)
+  return "" if protocol == "center" else f" ({protocol})"
 
 
 @dataclasses.dataclass
@@ -105,10 +111,12 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
                  else config.num_epochs * steps_per_epoch)
   train_fn = pipeline.make_preprocess(preprocess.get(config.train_preprocess), config)
   preprocess.get(config.eval_preprocess)  # fail early on an unknown name
+  views.check(config)  # and on a protocol it cannot evaluate
   Monitor.from_config(config)  # and on an unknown monitor
   image_shape = pipeline.example_shape(train_split, train_fn)
   model, tx = state_lib.model_and_optimizer(config, parallel, steps_per_epoch=steps_per_epoch,
                                             total_steps=total_steps)
+  views.check_network(config, model)
   return Run(config, parallel, train_split, test_split, steps_per_epoch, total_steps, train_fn,
              image_shape, model, tx, steps_per_dispatch)
 
@@ -278,8 +286,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             report.plot_curves(workdir)
           _print(f"epoch {epoch}, step {step}, loss {train_summary['loss']:.4f}, "
                  f"train acc {train_summary['accuracy']:.3f}, "
-                 f"{_SHORT[eval_split]} acc {test_summary['accuracy']:.3f}, "
-                 f"time {epoch_time:.1f} sec "
+                 f"{_SHORT[eval_split]} acc{_protocol_note(config)} "
+                 f"{test_summary['accuracy']:.3f}, time {epoch_time:.1f} sec "
                  f"(train {train_time:.1f}, eval {epoch_time - train_time:.1f})")
           train_metrics = parallel.put_state(steps.Metrics.empty())
           value = watched.value(test_summary)
@@ -363,12 +371,12 @@ def _compile_eval_step(run: Run, state):
   """The eval step, compiled now under jit (for the examples the evaluation will pass it), so
   that the run reports its compilation before the first step; pmap compiles at the first call."""
   parallel, config = run.parallel, run.config
-  p_eval_step = parallel.compile_eval_step(steps.eval_step)
+  p_eval_step = parallel.compile_eval_step(
+      functools.partial(steps.eval_step, dense=config.eval_protocol in views.DENSE))
   if parallel.name != "jit":
     return p_eval_step
-  fn = pipeline.make_preprocess(preprocess.get(config.eval_preprocess), config)
   local = config.eval_batch_size // jax.process_count()
-  batch = {"image": np.zeros((local, *pipeline.example_shape(run.test_split, fn)), np.float32),
+  batch = {"image": pipeline.zeros_batch(run.test_split, views.for_config(config), local),
            "label": np.zeros(local, np.int32), "mask": np.zeros(local, bool)}
   return p_eval_step.lower(state, parallel.put_batch(batch)).compile()
 

@@ -236,11 +236,33 @@ def _metrics(cls, axis_name: str | None, **outputs):
   return cls.gather_from_model_output(axis_name=axis_name, **outputs)
 
 
+def eval_logits(apply_fn, variables, images, dense: bool = False) -> jax.Array:
+  """The eval-mode network's logits for a batch of one view per example [B, H, W, C]; for
+  stacks of views [B, V, H, W, C] (or a tuple of stacks, one per scale: the protocols of
+  jaxcnn/data/views.py), the log of the softmax averaged over every view, whose argmax and
+  cross-entropy are those of the averaged class posteriors. `dense`: the network's dense
+  form (VGG's dense evaluation). The views go through the network one at a time (lax.map),
+  so the step holds the activations of B images, not of B * V."""
+  if not isinstance(images, (tuple, list)) and images.ndim == 4:
+    return apply_fn(variables, images, train=False, **({"dense": True} if dense else {}))
+
+  def softmax_of(view):
+    logits = apply_fn(variables, view, train=False, **({"dense": True} if dense else {}))
+    return jax.nn.softmax(logits.astype(jnp.float32))
+
+  stacks = tuple(images) if isinstance(images, (tuple, list)) else (images,)
+  # [V, B, K] per stack; every view of every scale weighs the same.
+  probs = jnp.concatenate([jax.lax.map(softmax_of, jnp.swapaxes(s, 0, 1)) for s in stacks])
+  return jnp.log(probs.mean(axis=0))
+
+
 def eval_step(state: TrainState, batch: dict[str, Any],
-              axis_name: str | None = None) -> Metrics:
-  """Metrics of the eval-mode network on `batch`; padded examples (mask False) do not count."""
-  logits = state.apply_fn({"params": state.eval_params(), "batch_stats": state.batch_stats},
-                          batch["image"], train=False)
+              axis_name: str | None = None, dense: bool = False) -> Metrics:
+  """Metrics of the eval-mode network on `batch` (its views averaged, eval_logits); padded
+  examples (mask False) do not count."""
+  logits = eval_logits(state.apply_fn,
+                       {"params": state.eval_params(), "batch_stats": state.batch_stats},
+                       batch["image"], dense)
   per_example = cross_entropy(logits, batch["label"], logits.shape[-1])
   return _metrics(EvalMetrics, axis_name, loss=per_example, logits=logits,
                   labels=batch["label"], mask=batch["mask"])
