@@ -90,6 +90,7 @@ def _reduced(config):
   config.resize_size = small + 8
   lo, hi = config.vgg_scale_range
   config.vgg_scale_range = (small + 8, small + 8 + (hi - lo) // 32)
+  config.eval_scales = tuple(small + 8 * i for i, _ in enumerate(config.eval_scales))
   config.batch_size = 8
   config.eval_batch_size = 8
   config.num_train_steps = 2
@@ -120,7 +121,8 @@ def test_recipe_trains_two_steps_and_evaluates(name, tmp_path, monkeypatch):
   changed = {k for k in recipe if recipe[k] != config.to_dict()[k]}
   assert changed <= {"dataset", "data_dir", "synthetic_image_shape", "synthetic_train_examples",
                      "synthetic_test_examples", "image_size", "resize_size", "vgg_scale_range",
-                     "batch_size", "eval_batch_size", "num_train_steps", "progress_every_secs"}
+                     "batch_size", "eval_batch_size", "num_train_steps", "progress_every_secs",
+                     "eval_scales"}
   summary = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(summary["loss"]) and 0.0 <= summary["accuracy"] <= 1.0
   with open(tmp_path / "metrics.jsonl") as f:

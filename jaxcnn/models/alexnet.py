@@ -86,12 +86,15 @@ class _Head(nn.Module):
 
 class _DenseHead(nn.Module):
   """torchvision AlexNet's _Head at evaluation, its dense layers applied as convolutions
-  (fc1 over 6x6 windows), the class score map averaged spatially."""
+  (fc1 over 6x6 windows), the class score map averaged spatially. A map smaller than 6x6 is
+  first brought to it by the adaptive pool, as in the ordinary pass."""
   num_classes: int
   dtype: Any
 
   @nn.compact
   def __call__(self, x):
+    if x.shape[1] < 6 or x.shape[2] < 6:
+      x = adaptive_avg_pool(x, (max(6, x.shape[1]), max(6, x.shape[2])))
     x = nn.relu(WindowDense(4096, (6, 6), self.dtype, name="fc1")(x))
     x = nn.relu(WindowDense(4096, (1, 1), self.dtype, name="fc2")(x))
     x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc3")(x)

@@ -101,10 +101,13 @@ class VGG(nn.Module):
   def _dense_scores(self, x):
     """The head as convolutions: the first dense layer over the window it was trained on
     (7x7 after the imagenet head's pool; the cifar head's 1x1 map of a 32x32 input), the
-    others 1x1; then the class score map's spatial mean."""
+    others 1x1; then the class score map's spatial mean. A map smaller than 7x7 is first
+    brought to it by the adaptive pool, as in the ordinary pass."""
     if self.head == "cifar":
       x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc")(x)
     else:
+      if x.shape[1] < 7 or x.shape[2] < 7:
+        x = adaptive_avg_pool(x, (max(7, x.shape[1]), max(7, x.shape[2])))
       x = nn.relu(WindowDense(4096, (7, 7), self.dtype, name="fc1")(x))
       x = nn.relu(WindowDense(4096, (1, 1), self.dtype, name="fc2")(x))
       x = WindowDense(self.num_classes, (1, 1), self.dtype, name="fc3")(x)
