@@ -1,5 +1,10 @@
 """GoogLeNet (Inception v1) on ImageNet, the paper's recipe (Szegedy et al. 2014, section 6).
 
+The paper's network (model option variant="paper", as BVLC's bvlc_googlenet): no batch norm,
+local response normalisation, the 5x5 convolutions, dropout 0.4 and the auxiliary heads of
+section 5. --config.model_options.variant=torchvision trains torchvision's batch-norm form
+instead (the one its pretrained weights convert to).
+
 Asynchronous SGD with momentum 0.9, the learning rate decreased by 4% every 8 epochs,
 Polyak averaging of the parameters for evaluation, the two auxiliary classifiers' losses
 weighted 0.3, Inception crops (8-100% of the area, aspect ratio 3/4-4/3) and flips.
@@ -15,6 +20,7 @@ from configs import imagenet
 def get_config():
   config = imagenet.get_config()
   config.model = "googlenet"
+  config.model_options.variant = "paper"
   config.train_preprocess = "inception"
   config.crop_area_range = (0.08, 1.0)
   config.crop_aspect_range = (3 / 4, 4 / 3)

@@ -7,12 +7,15 @@ response normalisation, Inception crops and flips.
 Expected: 74.8% top-1 validation accuracy (BN-x30, single crop, the paper's Figure 3:
 eval_protocol "center").
 """
+import ml_collections
+
 from configs import googlenet_imagenet
 
 
 def get_config():
   config = googlenet_imagenet.get_config()
   config.model = "inception_v2"
+  config.model_options = ml_collections.ConfigDict()  # GoogLeNet's variant is not BN-Inception's
   config.learning_rate = 0.045
   config.lr_decay_every_epochs = 8 / 6
   config.weight_decay = 2e-4 / 5

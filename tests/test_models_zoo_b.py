@@ -64,6 +64,9 @@ def test_parameter_counts(name):
     # torchvision's counts without the auxiliary heads, and GoogLeNet with the paper's 5x5s
     ("googlenet", (224, 224, 3), 1000, {"aux_logits": False}, 6_624_904),
     ("googlenet", (224, 224, 3), 1000, {"aux_logits": False, "paper_5x5": True}, 7_005_832),
+    # the paper's (bvlc_googlenet: conv biases, no batch norm), as its prototxt counts
+    ("googlenet", (224, 224, 3), 1000, {"variant": "paper"}, 13_378_280),
+    ("googlenet", (224, 224, 3), 1000, {"variant": "paper", "aux_logits": False}, 6_998_552),
     ("inception_v3", (299, 299, 3), 1000, {"aux_logits": False}, 23_834_568),
     # the seed's 17 oxflower classes; Keras adds the 20,032 moving statistics: 10,307,697
     ("inception_v2", (224, 224, 3), 17, {}, 10_287_665),
@@ -108,6 +111,13 @@ def test_small_inputs_and_their_limits():
     return jax.eval_shape(lambda v: model.apply(v, x, train=False), variables).shape
 
   assert out_shape("googlenet", 32) == (1, 10)
+  # the paper's auxiliary heads pool 5x5 with stride 3: a 5x5 map at inception 4a
+  assert out_shape("googlenet", 79, variant="paper") == (1, 10)
+  assert out_shape("googlenet", 32, variant="paper", aux_logits=False) == (1, 10)
+  with pytest.raises(ValueError, match="79x79"):
+    out_shape("googlenet", 78, variant="paper")
+  with pytest.raises(ValueError, match="torchvision, paper"):
+    out_shape("googlenet", 32, variant="caffe")
   assert out_shape("inception_v3", 75, aux_logits=False) == (1, 10)
   assert out_shape("inception_v2", 193) == (1, 10)
   with pytest.raises(ValueError, match="193x193"):
@@ -141,6 +151,35 @@ def test_googlenet_initialisation_as_torchvision():
   assert head["fc1"]["kernel"].shape == (2048, 1024)
   assert np.std(head["fc1"]["kernel"]) == pytest.approx(0.01, rel=0.02)
   assert 0.9 / math.sqrt(2048) < np.abs(head["fc1"]["bias"]).max() <= 1 / math.sqrt(2048)
+
+
+def test_googlenet_paper_variant_as_bvlc_googlenet():
+  from jaxcnn.models.googlenet import BLOCKS, Inception, InceptionAux, caffe_lrn
+  variables = abstract_variables(models.create("googlenet", num_classes=1000, variant="paper"),
+                                 (224, 224, 3))
+  assert "batch_stats" not in variables
+  flat = traverse_util.flatten_dict(variables["params"], sep="/")
+  assert not [k for k in flat if "/bn/" in k]
+  assert flat["inception3a/branch3_1/conv/kernel"].shape == (5, 5, 16, 32)
+  assert flat["aux1/fc1/kernel"].shape == (4 * 4 * 128, 1024)  # 14x14 pooled 5x5/3 to 4x4
+  # Caffe's xavier U(+-sqrt(3 / fan_in)) everywhere; biases 0.2, the classifiers' 0
+  block = init(Inception(*BLOCKS["inception4e"], variant="paper"), jnp.zeros((1, 4, 4, 528)))
+  conv = block["params"]["branch3_1"]["conv"]
+  bound = math.sqrt(3 / (5 * 5 * 32))
+  assert 0.95 * bound < np.abs(conv["kernel"]).max() <= bound
+  assert np.all(conv["bias"] == np.float32(0.2))
+  head = init(InceptionAux(10, variant="paper"), jnp.zeros((1, 14, 14, 512)))["params"]
+  assert 0.95 * math.sqrt(3 / 2048) < np.abs(head["fc1"]["kernel"]).max() <= math.sqrt(3 / 2048)
+  assert np.all(head["fc1"]["bias"] == np.float32(0.2)) and not np.any(head["fc2"]["bias"])
+  # Caffe's LRN: k = 1, alpha divided by the window of 5 channels
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 7)) * 30
+  y = caffe_lrn("norm").apply({}, x)
+  xs = np.asarray(x)
+  expected = np.empty_like(xs)
+  for c in range(7):
+    window = xs[..., max(0, c - 2):c + 3]
+    expected[..., c] = xs[..., c] / (1 + 1e-4 / 5 * np.sum(window ** 2, -1)) ** 0.75
+  np.testing.assert_allclose(y, expected, rtol=1e-6)
 
 
 def random_variables(model, image_shape, seed=0):
@@ -195,7 +234,7 @@ def _train_step(name, image_shape, num_classes=10, batch_size=2, real_init=False
   else:
     variables = random_variables(model, image_shape)
     state = TrainState.create(apply_fn=model.apply, params=variables["params"],
-                              tx=optax.sgd(0.01), batch_stats=variables["batch_stats"],
+                              tx=optax.sgd(0.01), batch_stats=variables.get("batch_stats", {}),
                               rng=jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.normal(size=(batch_size, *image_shape)), jnp.float32),
@@ -218,6 +257,13 @@ def test_googlenet_train_step_trains_the_auxiliary_heads():
   # The heads' parameters get gradients only through the 0.3-weighted auxiliary losses:
   # that they change shows the step used (logits, (aux1, aux2)).
   state, new_state = _train_step("googlenet", (64, 64, 3))
+  for head in ("aux1", "aux2", "fc"):
+    assert _all_changed(state.params[head], new_state.params[head])
+
+
+def test_googlenet_paper_train_step_trains_the_auxiliary_heads():
+  # At 79x79, the smallest input the paper's auxiliary heads accept (5x5 at inception 4a).
+  state, new_state = _train_step("googlenet", (79, 79, 3), variant="paper")
   for head in ("aux1", "aux2", "fc"):
     assert _all_changed(state.params[head], new_state.params[head])
 
