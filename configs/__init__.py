@@ -15,5 +15,7 @@ RECIPES = (
     "resnet152_imagenet",
     "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "resnet110_cifar",
     "plain20_cifar", "plain56_cifar",
+    # fine-tuning torchvision's weights
+    "resnet50_finetune",
 )
 SHARED = ("default", "cifar10", "flowers17", "imagenet", "vgg_imagenet", "resnet_imagenet", "resnet_cifar")

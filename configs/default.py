@@ -81,9 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.plateau_max_reductions = 3
   c.early_stopping_patience = 0
   c.early_stopping_min_delta = 0.0
-  # Start a fresh run with layers of another run's checkpoint (jaxcnn/train/pretrained.py):
-  c.init_from = ""  # a workdir (its best checkpoint, else its latest); empty: random init
+  # Start a fresh run with layers of another run's checkpoint, or fine-tune from torchvision's
+  # weights (jaxcnn/train/pretrained.py):
+  c.init_from = ""  # a workdir (its best checkpoint, else its latest), or
+  #                   "torchvision:FILE" (.safetensors, or .pth with torch); empty: random init
   c.init_from_layers = ()  # "target=source" layer names; empty: every layer in both
+  c.head_only_epochs = 0.0  # train only the classifier (jaxcnn.convert.HEADS) this long first
   c.aux_loss_weight = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
   c.seed = 0
   # Devices.

@@ -1,6 +1,7 @@
 """torchvision state_dicts -> this project's {"params", "batch_stats"}.
 
-Takes a dict of numpy arrays or torch tensors (torch itself is never imported here).
+Takes a dict of numpy arrays or torch tensors; `read_state_dict` reads one from a file
+(torch is imported only to read a torch file, where it is installed).
 Layouts: conv weights OIHW -> HWIO; dense weights (out, in) -> (in, out); BN weight/bias ->
 scale/bias, running_mean/var -> mean/var. torchvision flattens CHW feature maps before its
 first dense layer and this project flattens HWC, so that layer's input rows are permuted.
@@ -11,9 +12,11 @@ family can register into `CONVERTERS` from its own module:
 
     from jaxcnn.convert.torchvision import CONVERTERS, StateDict, Variables
     CONVERTERS["mynet"] = convert_mynet   # (StateDict) -> Variables
+    HEADS["mynet"] = ("fc",)               # its classifier, for fine-tuning
 """
+import os
 import re
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -99,17 +102,39 @@ class Variables:
 
 
 CONVERTERS: dict[str, Callable[[StateDict], Variables]] = {}
+# Each converted network's classifier: the layers (paths in params) that fine-tuning replaces
+# where the number of classes differs, and that config.head_only_epochs trains alone.
+HEADS: dict[str, tuple[str, ...]] = {}
 
 
-def _converter(*names: str):
+def _converter(*names: str, head: tuple[str, ...]):
   def wrap(fn):
     for name in names:
       CONVERTERS[name] = fn
+      HEADS[name] = head
     return fn
   return wrap
 
 
-@_converter("alexnet")
+def in_head(name: str, path: str) -> bool:
+  """Whether the '/'-separated parameter `path` lies in `name`'s classifier (HEADS)."""
+  return any(path == layer or path.startswith(layer + "/") for layer in HEADS[name])
+
+
+def head_labels(name: str) -> Callable[[Any], Any]:
+  """optax.multi_transform's labels for `name`: "head" for its classifier, "body" elsewhere."""
+  if name not in HEADS:
+    raise UserError(f"config.head_only_epochs needs to know the classifier of {name!r}; it "
+                    f"knows those of: {', '.join(sorted(HEADS))}.")
+
+  def labels(params):
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return traverse_util.unflatten_dict(
+        {k: "head" if in_head(name, k) else "body" for k in flat}, sep="/")
+  return labels
+
+
+@_converter("alexnet", head=("classifier/fc3",))
 def convert_alexnet(sd: StateDict) -> Variables:
   v = Variables()
   for i, index in enumerate((0, 3, 6, 8, 10), 1):
@@ -120,7 +145,8 @@ def convert_alexnet(sd: StateDict) -> Variables:
   return v
 
 
-@_converter("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn")
+@_converter("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+            head=("fc3",))
 def convert_vgg(sd: StateDict) -> Variables:
   v = Variables()
   # features.N holds convs (4-d weights), BNs (with running stats), and parameter-free
@@ -141,7 +167,7 @@ def convert_vgg(sd: StateDict) -> Variables:
   return v
 
 
-@_converter("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+@_converter("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", head=("fc",))
 def convert_resnet(sd: StateDict) -> Variables:
   v = Variables()
   v.conv(sd, "conv1", "conv1")
@@ -176,7 +202,7 @@ def _basic_convs(v: Variables, sd: StateDict) -> None:
       v.bn(sd, f"{prefix}.bn", f"{_torch_path(prefix)}/bn")
 
 
-@_converter("googlenet")
+@_converter("googlenet", head=("fc", "aux1", "aux2"))
 def convert_googlenet(sd: StateDict) -> Variables:
   """torchvision's GoogLeNet, with its auxiliary classifiers (aux1, aux2) or without (as its
   pretrained checkpoint: the model is then created with aux_logits=False)."""
@@ -193,7 +219,7 @@ def convert_googlenet(sd: StateDict) -> Variables:
   return v
 
 
-@_converter("inception_v3")
+@_converter("inception_v3", head=("fc", "AuxLogits"))
 def convert_inception_v3(sd: StateDict) -> Variables:
   """torchvision's Inception-v3, with its auxiliary classifier (AuxLogits) or without."""
   v = Variables()
@@ -249,3 +275,41 @@ def from_torchvision(name: str, state_dict) -> dict:
                     f"{sd.unused()[:8]}; is it from torchvision's {name}?")
   _check(name, variables, converted.num_classes, converted.options)
   return variables
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """A torchvision state_dict saved to `path`, as numpy arrays, running no code from the file.
+
+  `.safetensors` files are read by safetensors (a dependency); torch's own files (`.pth`,
+  `.pt`) by torch's weights-only loader, where torch is installed (the `torch` extra). A
+  training checkpoint that holds the state_dict under "model" (torchvision's references) or
+  "state_dict" is read too, and DistributedDataParallel's "module." prefixes are dropped.
+  """
+  if not os.path.isfile(path):
+    raise UserError(f"There is no torchvision weights file {path!r}.")
+  if path.endswith(".safetensors"):
+    from safetensors.numpy import load_file  # a few ms: only where a file is read
+    try:
+      arrays = load_file(path)
+    except Exception as e:  # safetensors raises its own SafetensorError, and OSError
+      raise UserError(f"{path!r} is not a readable safetensors file ({e}).") from e
+  else:
+    try:
+      import torch
+    except ImportError as e:
+      raise UserError(f"Reading {path!r} (a torch file) needs torch: pip install -e '.[torch]', "
+                      f"or save the state_dict as .safetensors "
+                      f"(safetensors.torch.save_file).") from e
+    try:
+      loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # the weights-only unpickler refuses anything but tensors
+      raise UserError(f"torch could not read {path!r} as weights only ({e}).") from e
+    for key in ("model", "state_dict"):
+      if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+        loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(hasattr(v, "numpy") for v in loaded.values()):
+      raise UserError(f"{path!r} holds no state_dict (a dict of tensors).")
+    arrays = {k: _numpy(v) for k, v in loaded.items()}
+  if arrays and all(k.startswith("module.") for k in arrays):
+    arrays = {k[len("module."):]: v for k, v in arrays.items()}
+  return arrays

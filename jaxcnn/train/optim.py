@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxcnn.convert import head_labels
 from jaxcnn.errors import UserError
 from jaxcnn.train import monitor
 
@@ -54,27 +55,56 @@ def create_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   return main
 
 
+def _update_rule(config: ml_collections.ConfigDict,
+                 schedule: optax.Schedule) -> list[optax.GradientTransformation]:
+  """The optimizer itself, as parts of a chain: weight decay and SGD-momentum, Adam or AdamW
+  on `schedule`."""
+  name = config.optimizer
+  weight_decay = config.get("weight_decay", 0.0)
+  if name == "adamw":  # decoupled decay
+    return [optax.adamw(schedule, weight_decay=weight_decay)]
+  if name not in ("adam", "sgd"):
+    raise UserError(f"Unknown optimizer {name!r}; valid names are: {', '.join(OPTIMIZERS)}.")
+  parts = []
+  if weight_decay:
+    # L2 added to the gradient before the update, as the papers (and torch.optim) do it.
+    parts.append(optax.add_decayed_weights(weight_decay))
+  if name == "adam":
+    parts.append(optax.adam(schedule))
+  else:
+    parts.append(optax.sgd(schedule, momentum=config.get("momentum", 0.0) or None,
+                           nesterov=config.get("nesterov", False)))
+  return parts
+
+
+def _head_then_all(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                   frozen_steps: int) -> optax.GradientTransformation:
+  """Fine-tuning's first phase (config.head_only_epochs): for `frozen_steps` steps only the
+  classifier (jaxcnn.convert.HEADS) is updated, then every parameter.
+
+  The rest of the network is held by optax's conditionally_mask: zero updates and its
+  optimizer state (momentum, Adam's moments) untouched while frozen, so weight decay does not
+  shrink it either. Its own step count starts when it is released, so its schedule is read
+  `frozen_steps` ahead: both parts follow the one schedule of the run's step.
+  """
+  body = optax.transforms.conditionally_mask(
+      optax.chain(*_update_rule(config, lambda count: schedule(count + frozen_steps))),
+      lambda count: count >= frozen_steps)
+  return optax.multi_transform({"head": optax.chain(*_update_rule(config, schedule)),
+                                "body": body}, head_labels(config.model))
+
+
 def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
                      total_steps: int) -> optax.GradientTransformation:
   schedule = create_schedule(config, steps_per_epoch, total_steps)
-  name = config.optimizer
-  weight_decay = config.get("weight_decay", 0.0)
   parts = []
   if config.get("grad_clip_norm", 0.0):
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
-  if name == "adamw":  # decoupled decay
-    parts.append(optax.adamw(schedule, weight_decay=weight_decay))
-  elif name in ("adam", "sgd"):
-    if weight_decay:
-      # L2 added to the gradient before the update, as the papers (and torch.optim) do it.
-      parts.append(optax.add_decayed_weights(weight_decay))
-    if name == "adam":
-      parts.append(optax.adam(schedule))
-    else:
-      parts.append(optax.sgd(schedule, momentum=config.get("momentum", 0.0) or None,
-                             nesterov=config.get("nesterov", False)))
-  else:
-    raise UserError(f"Unknown optimizer {name!r}; valid names are: {', '.join(OPTIMIZERS)}.")
+  frozen_steps = int(config.get("head_only_epochs", 0) * steps_per_epoch)
+  if frozen_steps:
+    parts.append(_head_then_all(config, schedule, frozen_steps))
+  else:  # the parts in the run's one chain: opt_state's layout in every checkpoint
+    parts.extend(_update_rule(config, schedule))
   parts.append(optax.inject_hyperparams(optax.scale)(step_size=1.0))
   return optax.chain(*parts)
 

@@ -10,6 +10,16 @@ An empty `init_from_layers` takes every top-level layer whose name appears in bo
 networks (all shapes must then agree). Parameters and batch-norm statistics are copied;
 the optimizer starts fresh. A resumed run restores its own checkpoint and never reads these.
 Orbax restores the arrays as numpy from the checkpoint's own metadata (nothing pickled).
+
+Fine-tuning from torchvision's weights (every network jaxcnn.convert converts):
+
+    config.init_from = "torchvision:resnet50.safetensors"   # or a .pth state_dict, with torch
+    config.head_only_epochs = 2   # optional: only the classifier trains for the first 2 epochs
+
+The file is converted (jaxcnn.convert.from_torchvision) and every variable is taken from it,
+except the classifier's (convert.HEADS) where the number of classes differs, which keeps
+its fresh initialisation; so do layers the file lacks (GoogLeNet's auxiliary heads: its
+pretrained file has none). `init_from_layers` does not apply.
 """
 import os
 from typing import Any, Sequence
@@ -18,10 +28,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from flax import traverse_util
+
+from jaxcnn import convert
 from jaxcnn.errors import UserError
 from jaxcnn.train import checkpoint
 
 COLLECTIONS = ("params", "batch_stats")
+TORCHVISION = "torchvision:"
 
 
 def _checkpoint_dir(path: str) -> str:
@@ -90,10 +104,49 @@ def copy_layers(target: dict[str, Any], source: dict[str, Any],
   return result, [to for to, _ in pairs]
 
 
-def initialize_from(state, path: str, layers: Sequence[str]):
-  """A fresh `state` (host arrays) with layers taken from the run in `path`; copied names too."""
-  variables, copied = copy_layers({"params": state.params, "batch_stats": state.batch_stats},
-                                  load_variables(path), layers)
+def from_torchvision(model: str, target: dict[str, Any],
+                     path: str) -> tuple[dict[str, Any], list[str]]:
+  """`target` variables of `model` with every variable taken from torchvision's weights in
+  `path`, but the classifier's where its shape differs and what the file lacks; also a
+  description of what was taken and what kept its fresh initialisation."""
+  if model not in convert.CONVERTERS:
+    raise UserError(f"config.init_from={TORCHVISION}... needs a network that "
+                    f"jaxcnn.convert converts, not {model!r}: "
+                    f"{', '.join(sorted(convert.CONVERTERS))}.")
+  source = convert.from_torchvision(model, convert.read_state_dict(path))
+  result, taken, fresh = {}, 0, set()
+  for collection in COLLECTIONS:
+    mine = traverse_util.flatten_dict(target.get(collection) or {}, sep="/")
+    theirs = traverse_util.flatten_dict(source.get(collection) or {}, sep="/")
+    for key, value in mine.items():
+      new = theirs.get(key)
+      if new is not None and np.shape(new) == np.shape(value):
+        mine[key] = np.asarray(new, dtype=np.asarray(value).dtype)
+        taken += 1
+      elif convert.in_head(model, key):  # other classes, or heads the file has not
+        fresh.add(key.rsplit("/", 1)[0])
+      else:
+        there = "is missing there" if new is None else f"has shape {np.shape(new)} there"
+        raise UserError(
+            f"torchvision's {model} in {path!r} does not fit this run's {model}: {collection} "
+            f"{key} {there} and {np.shape(value)} here (check config.model_options).")
+    result[collection] = traverse_util.unflatten_dict(mine, sep="/")
+  described = [f"{taken} arrays of torchvision's {model}"]
+  if fresh:
+    described.append(f"freshly initialised: {', '.join(sorted(fresh))}")
+  return result, described
+
+
+def initialize_from(state, config):
+  """A fresh `state` (host arrays) with layers taken from config.init_from (a run's workdir
+  or torchvision's weights); a description of what was taken too."""
+  target = {"params": state.params, "batch_stats": state.batch_stats}
+  if config.init_from.startswith(TORCHVISION):
+    variables, copied = from_torchvision(config.model, target,
+                                         config.init_from[len(TORCHVISION):])
+  else:
+    variables, copied = copy_layers(target, load_variables(config.init_from),
+                                    config.init_from_layers)
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   if state.ema_params is not None:
     state = state.replace(ema_params=jax.tree.map(np.copy, variables["params"]))
