@@ -6,7 +6,10 @@ state_dict layout (the inverse of jaxcnn.convert) as safetensors; with torchvisi
 a randomly initialised torchvision ResNet-18 saved by torch.save.
 """
 import functools
+import importlib.util
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -181,18 +184,31 @@ def test_head_only_epochs_hold_the_body_then_follow_the_runs_schedule():
     optim.create_optimizer(_config(model="resnet20", head_only_epochs=1.0), 2, 5)
 
 
+# torchvision's side runs in a process of its own: torchvision imports triton (with CUDA
+# wheels of torch), which crashes a process that has loaded TensorFlow, as the test process
+# has. Reading the .pth needs torch.load only, which does not.
+TORCHVISION_SIDE = """
+import sys
+import numpy as np, torch, torchvision
+torch.manual_seed(0)
+net = torchvision.models.resnet18(weights=None).eval()
+torch.save(net.state_dict(), sys.argv[1] + "/resnet18.pth")
+images = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+with torch.no_grad():
+  np.save(sys.argv[1] + "/logits.npy", net(torch.from_numpy(images)).numpy())
+np.save(sys.argv[1] + "/images.npy", images)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
+                    reason="torchvision is not installed (docs/models.md)")
 def test_torchvision_resnet18_fine_tunes_from_its_pth_file(tmp_path, monkeypatch):
-  torch = pytest.importorskip("torch")
-  torchvision = pytest.importorskip("torchvision")
-  torch.manual_seed(0)
-  net = torchvision.models.resnet18(weights=None).eval()
+  subprocess.run([sys.executable, "-c", TORCHVISION_SIDE, str(tmp_path)], check=True)
   path = str(tmp_path / "resnet18.pth")
-  torch.save(net.state_dict(), path)
   variables, _ = pretrained.from_torchvision("resnet18", random_variables(1000, seed=2), path)
-  x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
-  with torch.no_grad():
-    theirs = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-  ours = np.asarray(models.create("resnet18", num_classes=1000).apply(variables, x))
+  images = np.load(tmp_path / "images.npy").transpose(0, 2, 3, 1)  # NCHW -> NHWC
+  theirs = np.load(tmp_path / "logits.npy")
+  ours = np.asarray(models.create("resnet18", num_classes=1000).apply(variables, images))
   assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max())
   monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
       loop.parallel_lib.create, devices=jax.devices()[:TRAIN_DEVICES]))
