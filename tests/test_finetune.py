@@ -21,7 +21,7 @@ from flax import traverse_util
 from safetensors.numpy import save_file
 
 from configs import default
-from jaxcnn import models
+from jaxcnn import convert, models
 from jaxcnn.errors import UserError
 from jaxcnn.train import loop, optim, pretrained
 
@@ -94,17 +94,34 @@ def test_a_torchvision_file_gives_every_variable_and_a_fresh_classifier(imagenet
   same, described = pretrained.from_torchvision("resnet18", random_variables(1000, seed=2), path)
   for key, value in _flat(source).items():
     np.testing.assert_array_equal(_flat(same)[key], value, err_msg=key)
-  assert described == ["102 arrays of torchvision's resnet18"]
+  assert described == "102 arrays of torchvision's resnet18"
   x = np.random.default_rng(0).normal(size=(2, *IMAGE)).astype(np.float32)
   model = models.create("resnet18", num_classes=1000)
   np.testing.assert_array_equal(model.apply(same, x), model.apply(source, x))
   # 10 classes: the classifier keeps the target's own initialisation, the rest is the file's.
   target = random_variables(10, seed=3)
   tuned, described = pretrained.from_torchvision("resnet18", target, path)
-  assert described == ["100 arrays of torchvision's resnet18", "freshly initialised: fc"]
+  assert described == "100 arrays of torchvision's resnet18 (freshly initialised: fc)"
   for key, value in _flat(tuned).items():
     expected = _flat(target)[key] if key.startswith("params/fc/") else _flat(source)[key]
     np.testing.assert_array_equal(value, expected, err_msg=key)
+
+
+@pytest.mark.parametrize("name", sorted(convert.CONVERTERS))
+def test_every_converted_network_names_its_classifier(name):
+  # Each HEADS layer exists, and the main one has num_classes outputs: what fine-tuning
+  # replaces and head_only_epochs trains.
+  model = models.create(name, num_classes=7)
+  x = jnp.zeros((1, *models.input_shape(name)))
+  params = _flat(jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))["params"])
+  for layer in convert.HEADS[name]:
+    assert [k for k in params if convert.head_layer(name, k) == layer], layer
+  main = convert.HEADS[name][0]
+  assert params[f"{main}/kernel"].shape[-1] == 7
+  labels = _flat(convert.head_labels(name)(traverse_util.unflatten_dict(params, sep="/")))
+  assert {k for k, v in labels.items() if v == "head"} == {
+      k for k in params if convert.in_head(name, k)}
+  assert "body" in labels.values()
 
 
 def test_bad_weights_are_one_sentence(imagenet_resnet18, tmp_path):
@@ -144,7 +161,7 @@ def test_fine_tuning_trains_the_new_head_alone_first(imagenet_resnet18, tmp_path
   config = _config(init_from=f"torchvision:{path}", head_only_epochs=1.0, num_train_steps=2)
   summary = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(summary["loss"])
-  assert (f"Initialised 100 arrays of torchvision's resnet18; freshly initialised: fc from "
+  assert (f"Initialised 100 arrays of torchvision's resnet18 (freshly initialised: fc) from "
           f"torchvision:{path}.") in capsys.readouterr().out
   trained = pretrained.load_variables(str(tmp_path))
   for key, value in _flat(trained["params"]).items():

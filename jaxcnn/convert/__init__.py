@@ -6,4 +6,5 @@
 `CONVERTERS` maps a model name to its converter; each family's module adds its own entries.
 """
 from jaxcnn.convert.torchvision import (CONVERTERS, HEADS, from_torchvision,  # noqa: F401
-                                       head_labels, in_head, read_state_dict)
+                                       head_labels, head_layer, in_head,
+                                       read_state_dict)

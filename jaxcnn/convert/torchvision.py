@@ -116,9 +116,14 @@ def _converter(*names: str, head: tuple[str, ...]):
   return wrap
 
 
+def head_layer(name: str, path: str) -> str | None:
+  """The layer of `name`'s classifier (HEADS) that the '/'-separated `path` lies in, if any."""
+  return next((layer for layer in HEADS[name]
+               if path == layer or path.startswith(layer + "/")), None)
+
+
 def in_head(name: str, path: str) -> bool:
-  """Whether the '/'-separated parameter `path` lies in `name`'s classifier (HEADS)."""
-  return any(path == layer or path.startswith(layer + "/") for layer in HEADS[name])
+  return head_layer(name, path) is not None
 
 
 def head_labels(name: str) -> Callable[[Any], Any]:

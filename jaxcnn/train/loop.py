@@ -170,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       return {}
   elif config.init_from:
     state, copied = pretrained.initialize_from(state, config)
-    _print(f"Initialised {'; '.join(copied)} from {config.init_from}.")
+    _print(f"Initialised {', '.join(copied)} from {config.init_from}.")
   state = parallel.put_state(state)
   # Summed on the devices by the step itself (steps.accumulating); read at logging intervals.
   train_metrics = parallel.put_state(train_metrics)

@@ -27,7 +27,6 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-
 from flax import traverse_util
 
 from jaxcnn import convert
@@ -105,10 +104,10 @@ def copy_layers(target: dict[str, Any], source: dict[str, Any],
 
 
 def from_torchvision(model: str, target: dict[str, Any],
-                     path: str) -> tuple[dict[str, Any], list[str]]:
+                     path: str) -> tuple[dict[str, Any], str]:
   """`target` variables of `model` with every variable taken from torchvision's weights in
   `path`, but the classifier's where its shape differs and what the file lacks; also a
-  description of what was taken and what kept its fresh initialisation."""
+  description of what was taken and which layers kept their fresh initialisation."""
   if model not in convert.CONVERTERS:
     raise UserError(f"config.init_from={TORCHVISION}... needs a network that "
                     f"jaxcnn.convert converts, not {model!r}: "
@@ -124,26 +123,27 @@ def from_torchvision(model: str, target: dict[str, Any],
         mine[key] = np.asarray(new, dtype=np.asarray(value).dtype)
         taken += 1
       elif convert.in_head(model, key):  # other classes, or heads the file has not
-        fresh.add(key.rsplit("/", 1)[0])
+        fresh.add(convert.head_layer(model, key))
       else:
         there = "is missing there" if new is None else f"has shape {np.shape(new)} there"
         raise UserError(
             f"torchvision's {model} in {path!r} does not fit this run's {model}: {collection} "
             f"{key} {there} and {np.shape(value)} here (check config.model_options).")
     result[collection] = traverse_util.unflatten_dict(mine, sep="/")
-  described = [f"{taken} arrays of torchvision's {model}"]
+  described = f"{taken} arrays of torchvision's {model}"
   if fresh:
-    described.append(f"freshly initialised: {', '.join(sorted(fresh))}")
+    described += f" (freshly initialised: {', '.join(sorted(fresh))})"
   return result, described
 
 
 def initialize_from(state, config):
   """A fresh `state` (host arrays) with layers taken from config.init_from (a run's workdir
-  or torchvision's weights); a description of what was taken too."""
+  or torchvision's weights); what was taken too (layer names, or a description)."""
   target = {"params": state.params, "batch_stats": state.batch_stats}
   if config.init_from.startswith(TORCHVISION):
-    variables, copied = from_torchvision(config.model, target,
-                                         config.init_from[len(TORCHVISION):])
+    variables, described = from_torchvision(config.model, target,
+                                            config.init_from[len(TORCHVISION):])
+    copied = [described]
   else:
     variables, copied = copy_layers(target, load_variables(config.init_from),
                                     config.init_from_layers)
