@@ -63,6 +63,20 @@ def test_ten_crop_is_the_mean_of_the_ten_crops_softmax_one_by_one(eval_preproces
     np.testing.assert_allclose(probs, np.mean(one_by_one, axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_views_averaged_keep_a_finite_loss_where_softmax_underflows():
+  # An untrained network's extreme logits: the second class's softmax is e^-200, 0 in
+  # float32, in every view. The averaged log-probabilities stay finite and exact.
+  logits = np.array([[[0.0, -200.0, 5.0], [0.0, -230.0, -5.0]],   # example 0: two views
+                     [[3.0, 1.0, -150.0], [2.0, 0.0, -160.0]]])   # example 1
+  views_as_images = jnp.asarray(logits[:, :, None, None, :], jnp.float32)  # [B, V, 1, 1, K]
+  got = steps.eval_logits(lambda v, x, train: x[:, 0, 0, :], {}, views_as_images)
+  log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  expected = np.log(np.exp(log_softmax).mean(axis=1))  # float64: e^-200 is representable
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  labels = jnp.asarray([1, 2])
+  assert np.all(np.isfinite(steps.cross_entropy(got, labels, 3)))
+
+
 def _perturbed(variables, scale=0.01):
   """Random weights on top of the initial ones: zero biases and ReLUs would hide a wrong head."""
   leaves, tree = jax.tree.flatten(variables)

@@ -246,14 +246,17 @@ def eval_logits(apply_fn, variables, images, dense: bool = False) -> jax.Array:
   if not isinstance(images, (tuple, list)) and images.ndim == 4:
     return apply_fn(variables, images, train=False, **({"dense": True} if dense else {}))
 
-  def softmax_of(view):
+  def log_softmax_of(view):
     logits = apply_fn(variables, view, train=False, **({"dense": True} if dense else {}))
-    return jax.nn.softmax(logits.astype(jnp.float32))
+    return jax.nn.log_softmax(logits.astype(jnp.float32))
 
   stacks = tuple(images) if isinstance(images, (tuple, list)) else (images,)
-  # [V, B, K] per stack; every view of every scale weighs the same.
-  probs = jnp.concatenate([jax.lax.map(softmax_of, jnp.swapaxes(s, 0, 1)) for s in stacks])
-  return jnp.log(probs.mean(axis=0))
+  # [V, B, K] per stack; every view of every scale weighs the same. log(mean(softmax)) as a
+  # logsumexp of the log-softmaxes: a class whose probability underflows to 0 in every view
+  # (an untrained network's extreme logits) keeps a finite log-probability, not -inf.
+  log_probs = jnp.concatenate([jax.lax.map(log_softmax_of, jnp.swapaxes(s, 0, 1))
+                               for s in stacks])
+  return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(log_probs.shape[0])
 
 
 def eval_step(state: TrainState, batch: dict[str, Any],
