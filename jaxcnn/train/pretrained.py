@@ -118,12 +118,12 @@ def from_torchvision(model: str, target: dict[str, Any],
     mine = traverse_util.flatten_dict(target.get(collection) or {}, sep="/")
     theirs = traverse_util.flatten_dict(source.get(collection) or {}, sep="/")
     for key, value in mine.items():
-      new = theirs.get(key)
+      new, head = theirs.get(key), convert.head_layer(model, key)
       if new is not None and np.shape(new) == np.shape(value):
         mine[key] = np.asarray(new, dtype=np.asarray(value).dtype)
         taken += 1
-      elif convert.in_head(model, key):  # other classes, or heads the file has not
-        fresh.add(convert.head_layer(model, key))
+      elif head is not None:  # other classes, or heads the file has not
+        fresh.add(head)
       else:
         there = "is missing there" if new is None else f"has shape {np.shape(new)} there"
         raise UserError(
