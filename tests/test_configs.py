@@ -18,35 +18,15 @@ import configs
 from jaxcnn.train import loop
 
 CONFIG_DIR = os.path.dirname(configs.__file__)
-# On the 2-core CI machine every recipe is prepared (model, optimizer, schedule, data and
-# preprocessing built, the model initialised abstractly) but only these train: one per
-# network family and recipe feature. JAXCNN_SLOW_TESTS=1 trains all of them (each costs
-# 10-60 s of compilation here). The VGG ImageNet recipes are left to the slow run for
-# memory: their 120M-parameter head, replicated with its optimizer state on 8 virtual CPU
-# devices, needs over 16 GB of host memory; VGG trains in CI through the flowers recipe's
-# model in test_training_options (pre-initialisation).
-TRAINED_IN_CI = {
-    "lenet_fashion_mnist",  # Adam, to_float
-    "alexnet_fashion_mnist",  # resize to 224 (reduced here)
-    "resnet18_cifar",  # cifar augmentation, SGD + cosine, weight decay
-    "resnet20_cifar",  # piecewise at iterations, option-A shortcuts
-    "alexnet_imagenet",  # alexnet preprocessing (PCA lighting), plateau, LRN, paper init
-    "resnet18_imagenet",  # vgg scale jittering (S in [256, 480]), piecewise at epochs
-    "googlenet_imagenet",  # auxiliary losses, EMA, inception crops, exponential staircase
-    "resnet50_signs",  # the Keras ResNet-50 (its only train step in CI)
-    "resnet18_blog_cifar",  # seed 001's network, to_float with a normalisation of its own
-}
-# Also left to the slow run for time: the flowers recipes (alexnet_flowers17 takes 90 s here,
-# AlexNet's 58M-parameter Adam update on 8 virtual devices); AlexNet trains in CI through
-# three other recipes and early stopping in test_optim.
 
-
-# The recipes train data-parallel over two of the eight virtual devices. Each device holds
-# a replica of the train state and of the step's temporaries, and the eight virtual devices
-# share one host's memory: eight replicas of VGG-16's Adam state (134M parameters, 2.7 GB a
-# replica in the step) do not fit in these machines' 24 GB. Eight devices are tested in
-# test_parallel.py and test_multihost.py.
-RECIPE_DEVICES = 2
+# Every recipe trains here, in CI: on one device, at batch 2, so that each costs little
+# more than compiling its network's step once. One device runs the CPU's oneDNN kernels
+# (jaxcnn.cpu), whose custom calls XLA compiles and runs several times faster than the
+# partitioned formulation that several devices under jit need; the parallel paths are
+# tested on 8 devices in test_parallel.py and test_multihost.py. One device also holds a
+# single replica of VGG's 120M-parameter ImageNet head and its optimizer state.
+RECIPE_DEVICES = 1
+RECIPE_BATCH = 2
 
 
 # Networks that need more than 64 pixels: AlexNet-d2l's stride-4 stem and pools, the
@@ -85,15 +65,15 @@ def _reduced(config):
   # Stored images a bit larger than the crop, as the real data is.
   stored = small if config.train_preprocess in ("to_float", "cifar", "normalize") else small + 8
   config.synthetic_image_shape = (stored, stored, channels)
-  config.synthetic_train_examples = 16
-  config.synthetic_test_examples = 11  # a padded last batch
+  config.synthetic_train_examples = 4 * RECIPE_BATCH
+  config.synthetic_test_examples = RECIPE_BATCH + 1  # a padded last batch
   config.image_size = small
   config.resize_size = small + 8
   lo, hi = config.vgg_scale_range
   config.vgg_scale_range = (small + 8, small + 8 + (hi - lo) // 32)
   config.eval_scales = tuple(small + 8 * i for i, _ in enumerate(config.eval_scales))
-  config.batch_size = 8
-  config.eval_batch_size = 8
+  config.batch_size = RECIPE_BATCH
+  config.eval_batch_size = RECIPE_BATCH
   config.num_train_steps = 2
   config.progress_every_secs = 3600.0
   if config.init_from.startswith("torchvision:"):
@@ -102,8 +82,15 @@ def _reduced(config):
   return config
 
 
+@pytest.fixture
+def recipe_devices(monkeypatch):
+  """Runs built in the test train on RECIPE_DEVICES devices."""
+  monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
+      loop.parallel_lib.create, devices=jax.devices()[:RECIPE_DEVICES]))
+
+
 @pytest.mark.parametrize("name", configs.RECIPES)
-def test_recipe_builds_its_model_optimizer_and_data(name):
+def test_recipe_builds_its_model_optimizer_and_data(name, recipe_devices):
   config = _reduced(importlib.import_module(f"configs.{name}").get_config())
   run = loop.prepare(config)
   x = jnp.zeros((1, *run.image_shape))
@@ -113,12 +100,19 @@ def test_recipe_builds_its_model_optimizer_and_data(name):
   assert run.total_steps == 2 and run.tx is not None
 
 
-@pytest.mark.parametrize("name", [
-    n if n in TRAINED_IN_CI else pytest.param(n, marks=pytest.mark.slow)
-    for n in configs.RECIPES])
-def test_recipe_trains_two_steps_and_evaluates(name, tmp_path, monkeypatch):
-  monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
-      loop.parallel_lib.create, devices=jax.devices()[:RECIPE_DEVICES]))
+def test_every_registered_model_takes_a_train_step():
+  """Each network of the registry trains a step in this suite: through a recipe below, or
+  in the model tests (those no recipe trains, and one per family with flax's own layers)."""
+  from jaxcnn import models
+  from tests import test_models_seeds, test_models_zoo_a, test_models_zoo_b
+  by_recipe = {importlib.import_module(f"configs.{n}").get_config().model for n in configs.RECIPES}
+  by_model_tests = (test_models_zoo_a.TRAIN_STEP | test_models_zoo_b.TRAIN_STEP
+                    | test_models_seeds.TRAIN_STEP)
+  assert set(models.list_models()) - by_recipe - by_model_tests == set()
+
+
+@pytest.mark.parametrize("name", configs.RECIPES)
+def test_recipe_trains_two_steps_and_evaluates(name, tmp_path, recipe_devices):
   config = importlib.import_module(f"configs.{name}").get_config()
   recipe = config.to_dict()
   config = _reduced(config)

@@ -280,7 +280,7 @@ def test_equals_the_seeds_keras_network(name, options, shape, classes, build, tr
 
 # Small inputs where the network allows: alexnet_keras's dense layer follows the input
 # (32x32: a 1x1x256 map), the global pools take any map.
-@pytest.mark.parametrize("name,shape,classes", [
+TRAIN_STEP_INPUTS = [
     ("alexnet_keras", (32, 32, 3), 17),
     ("resnet18_blog", (32, 32, 3), 10),
     ("resnet_blog_small", (32, 32, 3), 10),
@@ -288,7 +288,11 @@ def test_equals_the_seeds_keras_network(name, options, shape, classes, build, tr
     ("plain18", (64, 64, 3), 10),
     ("plain34", (64, 64, 3), 10),
     ("plain20", (32, 32, 3), 10),
-    ("plain56", (32, 32, 3), 10)])
+    ("plain56", (32, 32, 3), 10)]
+TRAIN_STEP = {name for name, _, _ in TRAIN_STEP_INPUTS}
+
+
+@pytest.mark.parametrize("name,shape,classes", TRAIN_STEP_INPUTS)
 def test_one_train_step(name, shape, classes):
   # alexnet_keras has no batch norm: its state comes from the real initialisation
   state, new_state = _train_step(name, shape, num_classes=classes,

@@ -17,7 +17,8 @@ from jaxcnn.train.state import create_train_state, for_devices
 from tests.conftest import optimized_compiles
 
 BATCH = 32  # global: 4 per device on 8 devices
-# Small enough that float32 reduction-order noise is not amplified past tolerance in 10
+STEPS = 6  # each path's run; also two calls of 3 steps each
+# Small enough that float32 reduction-order noise is not amplified past tolerance in STEPS
 # steps on random data (at 0.1 they drift apart by 0.4% by step 6, at 0.01 by 1e-4).
 LEARNING_RATE = 1e-3
 
@@ -29,7 +30,7 @@ def _model(bn_axis_name=None, parallel=None):
   return for_devices(model, parallel) if parallel is not None else model
 
 
-def _batches(n=10):
+def _batches(n=STEPS):
   rng = np.random.default_rng(0)
   return [{"image": rng.normal(size=(BATCH, 32, 32, 3)).astype(np.float32),
            "label": rng.integers(0, 10, BATCH).astype(np.int32)} for _ in range(n)]
@@ -123,10 +124,10 @@ def _train_grouped(parallel, batches, group_size):
 def test_several_steps_per_call_compute_what_one_call_per_step_does(runs, name):
   p, state, losses = runs[name]
   with optimized_compiles():
-    grouped, metrics = _train_grouped(p, _batches(), group_size=5)
+    grouped, metrics = _train_grouped(p, _batches(), group_size=STEPS // 2)
   _assert_close(_params(p, grouped), _params(p, state), tol=1e-5)
   # The running metrics count every step's examples; their loss is the steps' mean loss.
-  assert int(metrics.accuracy.count) == 10 * BATCH
+  assert int(metrics.accuracy.count) == STEPS * BATCH
   np.testing.assert_allclose(float(metrics.loss.compute()), np.mean(losses), rtol=1e-5)
 
 
