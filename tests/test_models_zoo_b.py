@@ -280,7 +280,7 @@ def test_inception_v3_train_step_trains_the_auxiliary_head():
   assert _all_changed(state.params["AuxLogits"], new_state.params["AuxLogits"])
 
 
-def test_inception_v3_without_its_auxiliary_head_trains_from_75_pixels():
+def test_inception_v3_without_its_auxiliary_head_runs_in_train_mode_from_75_pixels():
   # Traced, not compiled: the train-mode forward pass of the smallest input has no auxiliary
   # output and no head parameters.
   model = models.create("inception_v3", num_classes=10, aux_logits=False)
