@@ -64,13 +64,19 @@ def test_killed_twice_at_random_steps_then_resumed_equals_the_uninterrupted_run(
   workdir = str(tmp_path / "killed")
   code, _, err, killed_at = launcher.run_until(workdir, *overrides, at_step=first, **args)
   assert code == -signal.SIGKILL and killed_at is not None, err[-2000:]
+  # Checkpoints are written in the background: a kill soon after a save may come before it
+  # is finalised, and the rerun then starts from an earlier one (or from scratch); never
+  # from a torn one.
   saved = launcher.checkpoint_steps(workdir)
   resumed_from = saved[-1] if saved else 0
+  assert resumed_from <= killed_at
   second = rng.randint(resumed_from + 6, STEPS - 5)
   code, out, err, killed_again = launcher.run_until(workdir, *overrides, at_step=second, **args)
   assert code == -signal.SIGKILL and killed_again is not None, err[-2000:]
   if saved:
     assert f"Resuming from the checkpoint at step {saved[-1]}" in out
+  else:
+    assert "Resuming from the checkpoint" not in out
   print(f"killed at steps {killed_at} and {killed_again} (resumed from {resumed_from})")
 
   surviving = launcher.checkpoint_steps(workdir)  # none if both kills beat every save
