@@ -76,6 +76,27 @@ def pytest_configure(config):
       "(scripts/test.sh runs them too when it is set)")
 
 
+# Tests that pytest-xdist schedules one by one rather than with the rest of their file: long
+# and independent (each recipe's training run), so that no single file holds the suite's wall
+# time. The scheduler sees only node ids, hence names rather than a marker.
+SCHEDULED_ALONE = ("tests/test_configs.py::test_recipe_trains_two_steps_and_evaluates",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  """`--dist loadfile` (scripts/test.sh), except for the SCHEDULED_ALONE tests. xdist's queue
+  puts the files with the most tests first, and the single tests last, where they fill in."""
+  if config.getoption("dist") != "loadfile":
+    return None
+  from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415  (only under xdist)
+
+  class FileOrAloneScheduling(LoadFileScheduling):
+    def _split_scope(self, nodeid):
+      return nodeid if nodeid.split("[")[0] in SCHEDULED_ALONE else super()._split_scope(nodeid)
+
+  return FileOrAloneScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
   # CI's suite must stay under 15 minutes on 2 cores: the slow tests (same code as a
   # faster test, at another depth or size) run only when asked for.
