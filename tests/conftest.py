@@ -1,5 +1,6 @@
 """Test configuration: 8 virtual CPU devices, set before JAX is imported anywhere."""
 import contextlib
+import functools
 import os
 import sys
 
@@ -51,6 +52,25 @@ def optimized_compiles():
     jax.config.update("jax_disable_most_optimizations", True)
 
 
+@contextlib.contextmanager
+def on_devices(count: int):
+  """Training loops run inside build their parallel path (`parallel.create`) over the first
+  `count` of the suite's 8 devices.
+
+  One device runs the CPU's oneDNN kernels (jaxcnn.cpu), whose custom calls XLA compiles and
+  runs several times faster than the partitioned formulation that several devices under jit
+  need. The tests whose subject is not the parallel paths (those are tested on 8 devices in
+  test_parallel.py and test_multihost.py) train on one, as a CPU user's run does.
+  """
+  from jaxcnn.train import parallel  # noqa: PLC0415
+  create = parallel.create
+  parallel.create = functools.partial(create, devices=jax.devices()[:count])
+  try:
+    yield
+  finally:
+    parallel.create = create
+
+
 widen_cpu_thread_pool()  # 8 devices' collectives on 2 cores deadlock without it
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -63,6 +83,13 @@ from jaxcnn.data import sources  # noqa: E402
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.exists(os.path.join(sources.DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")),
     reason="Fashion-MNIST files missing: apt-get install -y dataset-fashion-mnist")
+
+
+@pytest.fixture
+def one_device():
+  """`on_devices(1)` for the test."""
+  with on_devices(1):
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ Only the data source and the sizes are reduced (synthetic images, small batches 
 two steps); the model, optimizer, schedule, preprocessing and every other field are the
 recipe's own.
 """
-import functools
 import importlib
 import json
 import os
@@ -16,6 +15,7 @@ import pytest
 
 import configs
 from jaxcnn.train import loop
+from tests.conftest import on_devices
 
 CONFIG_DIR = os.path.dirname(configs.__file__)
 
@@ -83,10 +83,10 @@ def _reduced(config):
 
 
 @pytest.fixture
-def recipe_devices(monkeypatch):
+def recipe_devices():
   """Runs built in the test train on RECIPE_DEVICES devices."""
-  monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
-      loop.parallel_lib.create, devices=jax.devices()[:RECIPE_DEVICES]))
+  with on_devices(RECIPE_DEVICES):
+    yield
 
 
 @pytest.mark.parametrize("name", configs.RECIPES)

@@ -13,7 +13,7 @@ from jaxcnn import evaluate, predict, report
 from jaxcnn.data import sources
 from jaxcnn.train import loop
 from jaxcnn.train.progress import EpochProgress
-from tests.conftest import needs_fashion_mnist, optimized_compiles
+from tests.conftest import needs_fashion_mnist, on_devices, optimized_compiles
 from tests.test_data_pipelines import CIFAR_CLASSES, CIFAR_TARBALL, unpack_cifar10_jpeg
 
 
@@ -37,7 +37,7 @@ def trained(tmp_path_factory):
   config.num_train_steps = 240  # one epoch (234 steps) and a few more: two rows per split
   config.eval_batch_size = 1000
   workdir = str(tmp_path_factory.mktemp("run"))
-  with optimized_compiles():  # 240 steps: run time, not compile time
+  with optimized_compiles(), on_devices(1):  # 240 steps: run time, not compile time
     loop.train_and_evaluate(config, workdir)
   return config, workdir
 
@@ -94,7 +94,7 @@ def test_predict_agrees_with_the_evaluation_path(trained, tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists(CIFAR_TARBALL), reason=f"{CIFAR_TARBALL} missing")
-def test_predict_on_cifar_jpegs_agrees_with_the_evaluation_path(tmp_path):
+def test_predict_on_cifar_jpegs_agrees_with_the_evaluation_path(tmp_path, one_device):
   """A LeNet trained briefly on a CIFAR-10 JPEG folder; `python -m jaxcnn.predict` on some of
   its test files gives the classes of the model's argmax on the pipeline's eval batches."""
   import subprocess
@@ -139,7 +139,7 @@ def test_predict_on_cifar_jpegs_agrees_with_the_evaluation_path(tmp_path):
 
 
 @needs_fashion_mnist
-def test_eval_and_predict_of_an_ema_run_use_its_averaged_parameters(tmp_path):
+def test_eval_and_predict_of_an_ema_run_use_its_averaged_parameters(tmp_path, one_device):
   """A LeNet trained with EMA, evaluated with a config that does not say so (the recipe as
   shipped): the state is built as the run trained it and evaluated with the averages."""
   config = lenet_fashion_mnist.get_config()

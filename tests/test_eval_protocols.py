@@ -131,7 +131,7 @@ def test_protocols_a_config_or_network_cannot_use_are_one_clear_error():
     views.check_network(lenet, models.create("lenet5", num_classes=10))
 
 
-def test_training_and_eval_mode_evaluate_with_the_chosen_protocol(tmp_path):
+def test_training_and_eval_mode_evaluate_with_the_chosen_protocol(tmp_path, one_device):
   """A ResNet-20 trained two steps on synthetic CIFAR-sized data: its training evaluation
   uses ten_crop, and --mode=eval gives each protocol's results, named, in its own JSON."""
   config = resnet20_cifar.get_config()

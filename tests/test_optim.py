@@ -135,7 +135,8 @@ def test_the_best_checkpoint_by_val_loss_is_the_lowest(tmp_path):
 
 
 @pytest.mark.parametrize("watch", ["val_accuracy", "val_loss"])
-def test_plateau_and_early_stopping_are_saved_and_honoured_on_rerun(tmp_path, capsys, watch):
+def test_plateau_and_early_stopping_are_saved_and_honoured_on_rerun(tmp_path, capsys, watch,
+                                                                   one_device):
   config = lenet_fashion_mnist.get_config()
   config.monitor = watch
   # Random images: at learning rate 0 no data improves, so the data's size is only time.

@@ -154,7 +154,7 @@ def _read_jsonl(path):
 
 @needs_fashion_mnist
 @optimized_compiles()  # 340 steps: run time, not compile time
-def test_short_real_run_learns_and_resumes_exactly(tmp_path):
+def test_short_real_run_learns_and_resumes_exactly(tmp_path, one_device):
   config = lenet_fashion_mnist.get_config()
   config.num_train_steps = 150  # part of the first epoch (234 steps)
   config.progress_every_secs = 1e9
@@ -179,7 +179,7 @@ def test_short_real_run_learns_and_resumes_exactly(tmp_path):
 
 @needs_fashion_mnist
 @optimized_compiles()
-def test_several_steps_per_call_train_exactly_as_one_call_per_step(tmp_path):
+def test_several_steps_per_call_train_exactly_as_one_call_per_step(tmp_path, one_device):
   config = lenet_fashion_mnist.get_config()
   config.num_train_steps = 30
   config.log_every_steps = 7  # inside groups of 8: logged at the end of the call

@@ -29,7 +29,7 @@ def _synthetic(model, *, shape=(32, 32, 3), steps=2, **fields):
   return c
 
 
-def test_half_precision_computes_in_bfloat16_with_float32_parameters(tmp_path):
+def test_half_precision_computes_in_bfloat16_with_float32_parameters(tmp_path, one_device):
   config = _synthetic("resnet20", half_precision=True)
   run = loop.prepare(config)
   assert run.model.dtype == jnp.bfloat16
@@ -40,7 +40,7 @@ def test_half_precision_computes_in_bfloat16_with_float32_parameters(tmp_path):
   assert np.isfinite(summary["loss"])
 
 
-def test_profile_steps_write_a_tensorboard_trace(tmp_path):
+def test_profile_steps_write_a_tensorboard_trace(tmp_path, one_device):
   # Steps far shorter than clu's default 3 s minimum: the window closes after 2 steps.
   within, past_the_end = tmp_path / "within", tmp_path / "past_the_end"
   loop.train_and_evaluate(_synthetic("lenet5", shape=(28, 28, 1), steps=4, profile_steps=2,
@@ -52,7 +52,7 @@ def test_profile_steps_write_a_tensorboard_trace(tmp_path):
   assert glob.glob(str(past_the_end / "plugins" / "profile" / "*" / "*.xplane.pb"))
 
 
-def test_vgg_pre_initialisation_takes_the_papers_layers_from_configuration_a(tmp_path):
+def test_vgg_pre_initialisation_takes_the_papers_layers_from_configuration_a(tmp_path, one_device):
   options = {"head": "cifar"}
   source_dir, target_dir = tmp_path / "vgg11", tmp_path / "vgg16"
   loop.train_and_evaluate(_synthetic("vgg11", model_options=options), str(source_dir))
