@@ -10,7 +10,6 @@ initialisation is `jit_create`, the train step `jit_step`), their sum, and the r
 time; the rest is tracing, running, the checkpoint and imports. docs/tests.md has figures.
 """
 import argparse
-import functools
 import importlib
 import os
 import sys
@@ -27,7 +26,7 @@ def main():
   args = parser.parse_args()
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp()
   sys.path.insert(0, ROOT)
-  import tests.conftest  # noqa: F401,PLC0415  (the suite's flags and devices)
+  from tests import conftest  # noqa: PLC0415  (the suite's flags and devices)
   import jax  # noqa: PLC0415
   from jax._src import compiler  # noqa: PLC0415  (no public hook times XLA's compile)
 
@@ -46,11 +45,10 @@ def main():
     return result
 
   compiler.backend_compile_and_load = timed
-  loop.parallel_lib.create = functools.partial(
-      loop.parallel_lib.create, devices=jax.devices()[:test_configs.RECIPE_DEVICES])
   config = test_configs._reduced(importlib.import_module(f"configs.{args.recipe}").get_config())
   start = time.perf_counter()
-  loop.train_and_evaluate(config, tempfile.mkdtemp())
+  with conftest.on_devices(test_configs.RECIPE_DEVICES):
+    loop.train_and_evaluate(config, tempfile.mkdtemp())
   wall = time.perf_counter() - start
   for s, name in seconds:
     if s > 0.5:
