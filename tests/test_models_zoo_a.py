@@ -123,8 +123,8 @@ def test_one_train_step(name):
   # dense layers, the same modules on every platform) trains in the VGG recipes' steps.
   options = {"head": "cifar"} if name.startswith("vgg") else {}
   if name == "resnet50":
-    # Its bottleneck blocks, one a stage (a ResNet-26): the 16 blocks of the real depth
-    # compile 4x longer here, and train in the three ResNet-50 recipes' steps.
+    # Its bottleneck blocks, one a stage (a ResNet-14): the 16 blocks of the real depth
+    # compile several times longer here, and train in the three ResNet-50 recipes' steps.
     options = {"stage_sizes": (1, 1, 1, 1)}
   state = _state(name, image_shape, **options)
   rng = np.random.default_rng(0)
