@@ -5,7 +5,6 @@ Without torch, the weights file is a ResNet-18 of this project's written in torc
 state_dict layout (the inverse of jaxcnn.convert) as safetensors; with torchvision installed,
 a randomly initialised torchvision ResNet-18 saved by torch.save.
 """
-import functools
 import importlib.util
 import re
 import subprocess
@@ -24,6 +23,7 @@ from configs import default
 from jaxcnn import convert, models
 from jaxcnn.errors import UserError
 from jaxcnn.train import loop, optim, pretrained
+from tests.conftest import on_devices
 
 IMAGE = (32, 32, 3)  # ResNet-18's global pool takes any input: small and fast here
 TRAIN_DEVICES = 2
@@ -152,14 +152,12 @@ def _config(**fields) -> ml_collections.ConfigDict:
   return c
 
 
-def test_fine_tuning_trains_the_new_head_alone_first(imagenet_resnet18, tmp_path, monkeypatch,
-                                                      capsys):
-  monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
-      loop.parallel_lib.create, devices=jax.devices()[:TRAIN_DEVICES]))
+def test_fine_tuning_trains_the_new_head_alone_first(imagenet_resnet18, tmp_path, capsys):
   source, path = imagenet_resnet18
   # Two steps an epoch: both inside the head-only epoch.
   config = _config(init_from=f"torchvision:{path}", head_only_epochs=1.0, num_train_steps=2)
-  summary = loop.train_and_evaluate(config, str(tmp_path))
+  with on_devices(TRAIN_DEVICES):
+    summary = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(summary["loss"])
   assert (f"Initialised 100 arrays of torchvision's resnet18 (freshly initialised: fc) from "
           f"torchvision:{path}.") in capsys.readouterr().out
@@ -219,7 +217,7 @@ np.save(sys.argv[1] + "/images.npy", images)
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
                     reason="torchvision is not installed (docs/models.md)")
-def test_torchvision_resnet18_fine_tunes_from_its_pth_file(tmp_path, monkeypatch):
+def test_torchvision_resnet18_fine_tunes_from_its_pth_file(tmp_path):
   subprocess.run([sys.executable, "-c", TORCHVISION_SIDE, str(tmp_path)], check=True)
   path = str(tmp_path / "resnet18.pth")
   variables, _ = pretrained.from_torchvision("resnet18", random_variables(1000, seed=2), path)
@@ -227,8 +225,7 @@ def test_torchvision_resnet18_fine_tunes_from_its_pth_file(tmp_path, monkeypatch
   theirs = np.load(tmp_path / "logits.npy")
   ours = np.asarray(models.create("resnet18", num_classes=1000).apply(variables, images))
   assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max())
-  monkeypatch.setattr(loop.parallel_lib, "create", functools.partial(
-      loop.parallel_lib.create, devices=jax.devices()[:TRAIN_DEVICES]))
-  summary = loop.train_and_evaluate(_config(init_from=f"torchvision:{path}", num_train_steps=2),
-                                    str(tmp_path / "run"))
+  with on_devices(TRAIN_DEVICES):
+    summary = loop.train_and_evaluate(_config(init_from=f"torchvision:{path}", num_train_steps=2),
+                                      str(tmp_path / "run"))
   assert np.isfinite(summary["loss"])
