@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from jaxcnn.data import sources
+from jaxcnn.data.lazy_tf import as_written
 from jaxcnn.data.lazy_tf import tf as _tf
 from jaxcnn.data.sources import Split
 from jaxcnn.errors import UserError
@@ -155,10 +156,10 @@ def _preprocessed_batches(split: Split, indices, seeds, preprocess, batch_size: 
     ds = tf.data.Dataset.from_tensor_slices(
         (whole(split.images[indices]), tuple(whole(a) for a in
                                              (split.labels[indices], seeds, *extra))))
-    return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(as_written(example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   labels_seeds = tf.data.Dataset.from_tensor_slices((split.labels[indices], seeds, *extra))
   ds = tf.data.Dataset.zip(_images(split, indices), labels_seeds)
-  ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(as_written(example), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
@@ -289,9 +290,9 @@ def _stream_train_batches(split, global_batch_size, seed, start_step, preprocess
     ds = ds.take(steps_per_epoch * global_batch_size).enumerate()
     # Global batches of still-encoded records; skipping them to resume decodes nothing.
     ds = ds.batch(global_batch_size, drop_remainder=True).skip(offset)
-    ds = ds.map(lambda p, ex: _host_slice((p, ex), process_index, local)).unbatch()
+    ds = ds.map(as_written(lambda p, ex: _host_slice((p, ex), process_index, local))).unbatch()
     seed_of = lambda p: tf.stack([tf.constant(epoch_seed, tf.int64), p])  # noqa: E731
-    ds = ds.map(_decode_and_preprocess(stream, preprocess, seed_of),
+    ds = ds.map(as_written(_decode_and_preprocess(stream, preprocess, seed_of)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = _grouped(ds.batch(local, drop_remainder=True), group_size, offset).prefetch(prefetch)
     yield from _read(ds, split, None, local * group_size, host_trains)
@@ -334,14 +335,14 @@ def _stream_eval_batches(split, global_batch_size, preprocess, process_index, pr
   stream = split.images
   local = global_batch_size // process_count
   total = num_eval_batches(split.num_examples, global_batch_size) * global_batch_size
-  real = stream.as_dataset().map(lambda ex: (ex, True))
-  padding = stream.as_dataset().take(1).map(lambda ex: (ex, False)).repeat(
+  real = stream.as_dataset().map(as_written(lambda ex: (ex, True)))
+  padding = stream.as_dataset().take(1).map(as_written(lambda ex: (ex, False))).repeat(
       total - split.num_examples)
   ds = real.concatenate(padding).enumerate().batch(global_batch_size)
-  ds = ds.map(lambda p, ex: _host_slice((p, ex), process_index, local)).unbatch()
+  ds = ds.map(as_written(lambda p, ex: _host_slice((p, ex), process_index, local))).unbatch()
   decode = _decode_and_preprocess(stream, preprocess,
                                   lambda p: tf.stack([tf.constant(0, tf.int64), p]))
-  ds = ds.map(lambda p, ex: {**decode(p, ex[0]), "mask": ex[1]},
+  ds = ds.map(as_written(lambda p, ex: {**decode(p, ex[0]), "mask": ex[1]}),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   yield from _read(ds.batch(local).prefetch(prefetch), split, None, local, host_trains)
 

@@ -23,6 +23,7 @@ import urllib.parse
 import numpy as np
 from absl import logging
 
+from jaxcnn.data.lazy_tf import as_written
 from jaxcnn.data.lazy_tf import tf as _tf
 from jaxcnn.errors import UserError
 
@@ -119,7 +120,7 @@ class EncodedImages:
     tf = _tf()
     data = self.paths if self.paths is not None else self.encoded
     ds = tf.data.Dataset.from_tensor_slices(data[indices].astype(object))
-    return ds.map(lambda x: decode(self._read(x), self.channels, self.jpeg),
+    return ds.map(as_written(lambda x: decode(self._read(x), self.channels, self.jpeg)),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def first_unreadable(self, indices) -> str | None:
@@ -154,7 +155,7 @@ class SyntheticImages:
   def dataset(self, indices: np.ndarray):
     tf = _tf()
     return tf.data.Dataset.from_tensor_slices(indices.astype(np.int64)).map(
-        self._make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        as_written(self._make), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -179,7 +180,7 @@ class TfdsStream:
     ds = self.builder.as_dataset(split=self.split, shuffle_files=shuffle_seed is not None,
                                  read_config=read_config,
                                  decoders={"image": tfds.decode.SkipDecoding()})
-    return ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]})
+    return ds.map(as_written(lambda ex: {"image": ex["image"], "label": ex["label"]}))
 
   def __getitem__(self, i: int) -> np.ndarray:
     example = next(iter(self.as_dataset().skip(i).take(1)))
@@ -495,7 +496,7 @@ def decode_all(encoded: EncodedImages, max_bytes: float) -> np.ndarray | None:
     return tf.cond(ok, lambda: tf.reshape(image, first.shape),
                    lambda: tf.zeros(first.shape, tf.uint8)), ok
 
-  ds = encoded.dataset(indices).map(same_shape, num_parallel_calls=tf.data.AUTOTUNE,
+  ds = encoded.dataset(indices).map(as_written(same_shape), num_parallel_calls=tf.data.AUTOTUNE,
                                     deterministic=True).batch(1024).prefetch(1)
   out = np.empty((len(encoded),) + first.shape, np.uint8)
   done = 0
