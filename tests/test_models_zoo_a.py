@@ -1,4 +1,5 @@
 """Model zoo, part A: LeNet-5 (classic), AlexNet, VGG, ResNet."""
+import functools
 import math
 
 import jax
@@ -38,6 +39,13 @@ ZOO_A = sorted([*IMAGENET_COUNTS, *TEN_CLASS_COUNTS])
 
 def param_count(tree) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+
+
+def init(model, x, seed=0):
+  """The model's variables for `x`, initialised as one compiled program: op by op, each
+  layer's random draws and forward pass would compile separately (most of such a test's
+  time)."""
+  return jax.jit(functools.partial(model.init, train=False))(jax.random.PRNGKey(seed), x)
 
 
 def abstract_variables(model, image_shape, batch=1):
@@ -145,9 +153,10 @@ def test_one_train_step(name):
 def test_batch_norm_statistics_move_only_in_train_mode():
   model = models.create("resnet20", num_classes=10)
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 3))
-  variables = model.init(jax.random.PRNGKey(0), x, train=False)
-  logits, updates = model.apply(variables, x, train=True, capture_intermediates=True,
-                                mutable=["batch_stats", "intermediates"])
+  variables = init(model, x)
+  logits, updates = jax.jit(functools.partial(
+      model.apply, train=True, capture_intermediates=True,
+      mutable=["batch_stats", "intermediates"]))(variables, x)
   assert logits.shape == (4, 10)
   stats = traverse_util.flatten_dict(variables["batch_stats"])
   new = traverse_util.flatten_dict(updates["batch_stats"])
@@ -157,7 +166,8 @@ def test_batch_norm_statistics_move_only_in_train_mode():
   stem = updates["intermediates"]["conv1"]["__call__"][0]
   np.testing.assert_allclose(new[("bn1", "mean")], 0.1 * stem.mean(axis=(0, 1, 2)),
                              rtol=1e-4, atol=1e-7)
-  _, eval_updates = model.apply(variables, x, train=False, mutable=["batch_stats"])
+  _, eval_updates = jax.jit(functools.partial(model.apply, train=False,
+                                              mutable=["batch_stats"]))(variables, x)
   for k, v in traverse_util.flatten_dict(eval_updates["batch_stats"]).items():
     np.testing.assert_array_equal(v, stats[k])
 
@@ -168,11 +178,12 @@ def test_batch_norm_statistics_move_only_in_train_mode():
 def test_bfloat16_forward_keeps_float32_params(name, shape, options):
   model = models.create(name, num_classes=10, dtype=jnp.bfloat16, **options)
   x = jax.random.normal(jax.random.PRNGKey(1), (2, *shape))
-  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  variables = init(model, x)
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-  logits = model.apply(variables, x, train=False)
+  logits = jax.jit(functools.partial(model.apply, train=False))(variables, x)
   assert logits.dtype == jnp.bfloat16
-  reference = models.create(name, num_classes=10, **options).apply(variables, x, train=False)
+  reference = jax.jit(functools.partial(models.create(name, num_classes=10, **options).apply,
+                                        train=False))(variables, x)
   np.testing.assert_allclose(np.asarray(logits, np.float32), reference,
                              atol=0.1 * float(jnp.abs(reference).max()) + 1e-2)
 
@@ -207,7 +218,7 @@ def test_vgg_initialisers():
 
 def test_alexnet_paper_initialisation():
   model = models.create("alexnet", num_classes=10, init="paper")
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)), train=False)["params"]
+  params = init(model, jnp.zeros((1, 64, 64, 3)))["params"]
   flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(params).items()}
   for name in ("conv2", "conv4", "conv5", "classifier/fc1", "classifier/fc2"):
     assert np.all(flat[f"{name}/bias"] == 1)
