@@ -279,16 +279,16 @@ def test_equals_the_seeds_keras_network(name, options, shape, classes, build, tr
 
 
 # Small inputs where the network allows: alexnet_keras's dense layer follows the input
-# (32x32: a 1x1x256 map), the global pools take any map.
+# (32x32: a 1x1x256 map), the global pools take any map. resnet_blog_small and plain56 train
+# through their recipes' two steps (test_configs.py, on the CPU's kernels); resnet18_blog
+# and plain20, the same modules, take the step here with flax's own layers.
 TRAIN_STEP_INPUTS = [
     ("alexnet_keras", (32, 32, 3), 17),
     ("resnet18_blog", (32, 32, 3), 10),
-    ("resnet_blog_small", (32, 32, 3), 10),
     ("resnet18_keras", (64, 64, 3), 10),
     ("plain18", (64, 64, 3), 10),
     ("plain34", (64, 64, 3), 10),
-    ("plain20", (32, 32, 3), 10),
-    ("plain56", (32, 32, 3), 10)]
+    ("plain20", (32, 32, 3), 10)]
 TRAIN_STEP = {name for name, _, _ in TRAIN_STEP_INPUTS}
 
 
