@@ -15,6 +15,7 @@ from jaxcnn.models import layers
 from jaxcnn.models.__main__ import main as models_cli
 from jaxcnn.train import steps
 from jaxcnn.train.state import create_train_state
+from tests.test_models_zoo_b import init  # one compiled program, not op by op
 
 IMAGENET_COUNTS = {  # torchvision's, for 1000 classes
     "alexnet": 61_100_840,
@@ -39,13 +40,6 @@ ZOO_A = sorted([*IMAGENET_COUNTS, *TEN_CLASS_COUNTS])
 
 def param_count(tree) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
-
-def init(model, x, seed=0):
-  """The model's variables for `x`, initialised as one compiled program: op by op, each
-  layer's random draws and forward pass would compile separately (most of such a test's
-  time)."""
-  return jax.jit(functools.partial(model.init, train=False))(jax.random.PRNGKey(seed), x)
 
 
 def abstract_variables(model, image_shape, batch=1):
