@@ -30,17 +30,23 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_or_sigint_checkpoints_the_current_step_and_exits_as_preempted(
-    tmp_path, uninterrupted, sig):
+def test_sigterm_then_sigint_checkpoint_the_current_step_and_exit_as_preempted(
+    tmp_path, uninterrupted):
+  """Stopped by SIGTERM (a scheduler's preemption), resumed, stopped by SIGINT (Ctrl-C),
+  resumed again: each stop saves the step it was on, and the run ends as if never stopped."""
   workdir = str(tmp_path)
-  code, out, err, at = launcher.run_until(workdir, *COMMON, at_step=23, sig=sig)
-  assert code == 75, err[-2000:]
-  assert "Preempted at step" in err and "rerun the same command" in err
-  stopped = launcher.checkpoint_steps(workdir)[-1]
-  assert stopped >= at and stopped % 10 != 0  # the step it was on, not a periodic one
+  start = 0
+  for sig, at_step in ((signal.SIGTERM, 23), (signal.SIGINT, 53)):
+    code, out, err, at = launcher.run_until(workdir, *COMMON, at_step=at_step, sig=sig)
+    assert code == 75, (sig, err[-2000:])
+    assert "Preempted at step" in err and "rerun the same command" in err
+    if start:
+      assert f"Resuming from the checkpoint at step {start}" in out
+    stopped = launcher.checkpoint_steps(workdir)[-1]
+    assert stopped >= at and stopped % 10 != 0, sig  # the step it was on, not a periodic one
+    start = stopped
   code, out, err = launcher.run(workdir, *COMMON)
-  assert code == 0 and f"Resuming from the checkpoint at step {stopped}" in out
+  assert code == 0 and f"Resuming from the checkpoint at step {start}" in out
   _assert_same_state(launcher.saved_state(workdir), launcher.saved_state(uninterrupted))
 
 
