@@ -40,10 +40,25 @@ def single_process(tmp_path_factory):
   return launcher.saved_state(workdir)
 
 
+# A checkpoint every step: the pair killed below resumes from one of them.
+PAIR = ("--config.checkpoint_every_steps=1",)
+
+
+@pytest.fixture(scope="module")
+def jit_pair(tmp_path_factory):
+  """Two processes' uninterrupted run, under jit; (workdir, both processes' stdout)."""
+  workdir = str(tmp_path_factory.mktemp("jit_pair"))
+  return workdir, _two_processes(workdir, *PAIR, "--config.parallelism=jit")
+
+
 @pytest.mark.parametrize("parallelism", ["jit", "pmap"])
-def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, parallelism):
-  workdir = str(tmp_path)
-  outs = _two_processes(workdir, f"--config.parallelism={parallelism}")
+def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, parallelism,
+                                                      request):
+  if parallelism == "jit":
+    workdir, outs = request.getfixturevalue("jit_pair")
+  else:
+    workdir = str(tmp_path)
+    outs = _two_processes(workdir, *PAIR, f"--config.parallelism={parallelism}")
   assert "epoch 1, step 6" in outs[0] and "epoch" not in outs[1]  # only process 0 reports
   assert len(open(f"{workdir}/metrics.jsonl").readlines()) == 2
   state = launcher.saved_state(workdir)
@@ -56,20 +71,17 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, single_process, 
     np.testing.assert_allclose(v, single_process[k], rtol=1e-5, atol=2e-5, err_msg=k)
 
 
-def test_two_processes_killed_then_resumed_end_as_the_uninterrupted_pair(tmp_path):
-  """Both processes killed (SIGKILL) once process 0 reports step 7 of 12, then both rerun:
-  they resume from the last checkpoint both finalised and end bitwise as a pair that was
-  never interrupted (the same two processes, so the same order of every sum)."""
+def test_two_processes_killed_then_resumed_end_as_the_uninterrupted_pair(tmp_path, jit_pair):
+  """Both processes killed (SIGKILL) once process 0 reports step 3 of 6, then both rerun:
+  they resume from the last checkpoint both finalised and end bitwise as the jit pair that
+  was never interrupted (the same two processes, so the same order of every sum)."""
   import signal
   import threading
-  longer = ("--config.num_train_steps=12", "--config.checkpoint_every_steps=3")
-  whole = str(tmp_path / "whole")
-  _two_processes(whole, *longer)
-
   workdir = str(tmp_path / "killed")
   port = _free_port()
   procs = [subprocess.Popen(
-      launcher.launch_args(workdir, *RUN, *longer, "--config.progress_every_secs=0",
+      launcher.launch_args(workdir, *RUN, *PAIR, "--config.parallelism=jit",
+                           "--config.progress_every_secs=0",
                            f"--coordinator_address=localhost:{port}", "--num_processes=2",
                            f"--process_id={i}"),
       cwd=launcher.ROOT, env=launcher.environment(devices=4), stdout=subprocess.PIPE,
@@ -79,7 +91,7 @@ def test_two_processes_killed_then_resumed_end_as_the_uninterrupted_pair(tmp_pat
   def watch():
     for line in procs[0].stderr:
       m = launcher.PROGRESS.search(line)
-      if m and not seen and int(m.group(1)) >= 7:
+      if m and not seen and int(m.group(1)) >= 3:
         seen.append(int(m.group(1)))
         for p in procs:
           p.send_signal(signal.SIGKILL)
@@ -92,9 +104,10 @@ def test_two_processes_killed_then_resumed_end_as_the_uninterrupted_pair(tmp_pat
   assert seen and all(p.returncode == -signal.SIGKILL for p in procs)
   saved = launcher.checkpoint_steps(workdir)
   assert saved and saved[-1] <= seen[0]
-  outs = _two_processes(workdir, *longer)
+  print(f"killed at step {seen[0]}; resuming from the checkpoint at step {saved[-1]}")
+  outs = _two_processes(workdir, *PAIR, "--config.parallelism=jit")
   assert f"Resuming from the checkpoint at step {saved[-1]}" in outs[0]
-  want, got = launcher.saved_state(whole), launcher.saved_state(workdir)
+  want, got = launcher.saved_state(jit_pair[0]), launcher.saved_state(workdir)
   assert got.keys() == want.keys()
   for k in want:
     np.testing.assert_array_equal(got[k], want[k], err_msg=k)
