@@ -107,14 +107,13 @@ TRAIN_INPUT = {"alexnet": (64, 64, 3), "alexnet_d2l": (96, 96, 1),
                "lenet5_classic": (28, 28, 1)}
 
 
-# Every registered model takes a train step in the suite: the deeper variants that a recipe
-# trains (resnet34-152, resnet32-110, vgg13-19) through its recipe's two steps in
-# test_configs.py, on the CPU's kernels; the others here, with flax's own layers (the
-# network GPUs and TPUs run), one per family and block type at least.
+# Every registered model takes a train step in the suite: those a recipe trains (resnet34-152,
+# resnet18_cifar, resnet32-110, vgg13-19) through its recipe's two steps in test_configs.py,
+# on the CPU's kernels; the others here, with flax's own layers (the network GPUs and TPUs
+# run), and one per family and block type at least (resnet18 for the basic block).
 # test_configs.test_every_registered_model_takes_a_train_step checks the two lists cover all.
 TRAIN_STEP = {"lenet5_classic", "alexnet", "alexnet_d2l", "vgg11", "vgg11_bn", "vgg13_bn",
-              "vgg16_bn", "vgg19_bn", "vgg11_lrn", "vgg16c", "resnet18", "resnet50", "resnet20",
-              "resnet18_cifar"}
+              "vgg16_bn", "vgg19_bn", "vgg11_lrn", "vgg16c", "resnet18", "resnet50", "resnet20"}
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_STEP))
