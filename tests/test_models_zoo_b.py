@@ -13,7 +13,7 @@ import optax
 import pytest
 from flax import traverse_util
 
-from jaxcnn import models
+from jaxcnn import cpu, models
 from jaxcnn.train import steps
 from jaxcnn.train.state import TrainState, create_train_state
 
@@ -225,10 +225,15 @@ def test_bfloat16_forward_keeps_float32_params():
     assert {leaf.dtype for leaf in jax.tree.leaves(out)} == {jnp.dtype(jnp.bfloat16)}
 
 
-def _train_step(name, image_shape, num_classes=10, batch_size=2, real_init=False, **options):
+def _train_step(name, image_shape, num_classes=10, batch_size=2, real_init=False,
+                cpu_layers=False, **options):
   """One jaxcnn.train.steps.train_step; the state from create_train_state with real_init,
-  else from random_variables (initialisation compiles for longer than the step)."""
+  else from random_variables (initialisation compiles for longer than the step). With
+  `cpu_layers`, the network a CPU run trains (jaxcnn.cpu.for_platform), whose custom calls
+  XLA compiles in about half the time of flax's layers."""
   model = models.create(name, num_classes=num_classes, **options)
+  if cpu_layers:
+    model = cpu.for_platform(model, "cpu")
   if real_init:
     state = create_train_state(model, optax.sgd(0.01), image_shape, 0)  # compiled in one program
   else:
@@ -253,10 +258,14 @@ def _all_changed(old, new) -> bool:
   return all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), old, new)))
 
 
+# The auxiliary heads' train steps. The paper's GoogLeNet takes its step with flax's layers
+# (the network GPUs and TPUs run); torchvision's GoogLeNet and Inception-v3 take theirs
+# with the CPU's, as a CPU run trains them. test_cpu.py lowers their plain networks' steps;
+# test_cpu.py and test_conv.py check that the CPU's layers compute what flax's compute.
 def test_googlenet_train_step_trains_the_auxiliary_heads():
   # The heads' parameters get gradients only through the 0.3-weighted auxiliary losses:
   # that they change shows the step used (logits, (aux1, aux2)).
-  state, new_state = _train_step("googlenet", (64, 64, 3))
+  state, new_state = _train_step("googlenet", (64, 64, 3), cpu_layers=True)
   for head in ("aux1", "aux2", "fc"):
     assert _all_changed(state.params[head], new_state.params[head])
 
@@ -276,7 +285,7 @@ TRAIN_STEP = {"googlenet", "inception_v3"}
 
 def test_inception_v3_train_step_trains_the_auxiliary_head():
   # At 299x299: the auxiliary head's 5x5/3 pool and 5x5 conv need inception 6e's 17x17 map.
-  state, new_state = _train_step("inception_v3", (299, 299, 3))
+  state, new_state = _train_step("inception_v3", (299, 299, 3), cpu_layers=True)
   assert _all_changed(state.params["AuxLogits"], new_state.params["AuxLogits"])
 
 
