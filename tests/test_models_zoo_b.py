@@ -260,8 +260,9 @@ def _all_changed(old, new) -> bool:
 
 # The auxiliary heads' train steps. The paper's GoogLeNet takes its step with flax's layers
 # (the network GPUs and TPUs run); torchvision's GoogLeNet and Inception-v3 take theirs
-# with the CPU's, as a CPU run trains them. test_cpu.py lowers their plain networks' steps;
-# test_cpu.py and test_conv.py check that the CPU's layers compute what flax's compute.
+# with the CPU's, as a CPU run trains them. test_cpu.py lowers their plain networks' steps
+# (Inception-v3's without the auxiliary head, at 75 pixels); test_cpu.py and test_conv.py
+# check that the CPU's layers compute what flax's compute.
 def test_googlenet_train_step_trains_the_auxiliary_heads():
   # The heads' parameters get gradients only through the 0.3-weighted auxiliary losses:
   # that they change shows the step used (logits, (aux1, aux2)).
